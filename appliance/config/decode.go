@@ -1,0 +1,202 @@
+package config
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Load reads, parses and validates the file at path.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse parses and validates src, naming path in errors.
+//
+// toml decodes every value, but it reports the line of the last occurrence of
+// a key inside [[arrays]] and quietly turns numbers into text, so the tables
+// are walked here one key at a time: each error then carries the exact key
+// path, and its line is found afterwards by Config.locate.
+func Parse(path string, src []byte) (*Config, error) {
+	c := Default()
+	c.Path, c.src = path, src
+	var top map[string]toml.Primitive
+	md, err := toml.Decode(string(src), &top)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		}
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	d := decoder{md: md}
+	d.table(top, nil, reflect.ValueOf(c).Elem())
+	d.errs = append(d.errs, c.validate()...)
+	if err := c.errors(d.errs); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// fieldError is an error at a key path, before its line is known.
+type fieldError struct {
+	key Key
+	msg string
+}
+
+type decoder struct {
+	md   toml.MetaData
+	errs []fieldError
+}
+
+func (d *decoder) fail(k Key, format string, args ...any) {
+	d.errs = append(d.errs, fieldError{k, fmt.Sprintf(format, args...)})
+}
+
+// table decodes the keys of one TOML table into the struct dst.
+func (d *decoder) table(t map[string]toml.Primitive, path Key, dst reflect.Value) {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		kp := path.Append(k)
+		f, ok := fieldByTag(dst, k)
+		if !ok {
+			d.fail(kp, "unknown key%s", suggest(dst.Type(), k))
+			continue
+		}
+		d.value(t[k], kp, f)
+	}
+}
+
+func (d *decoder) value(p toml.Primitive, k Key, f reflect.Value) {
+	if f.Kind() == reflect.Struct && !isText(f) {
+		var sub map[string]toml.Primitive
+		if err := d.md.PrimitiveDecode(p, &sub); err != nil {
+			d.fail(k, "must be a table ([%s])", k)
+			return
+		}
+		d.table(sub, k, f)
+		return
+	}
+	if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+		var elems []map[string]toml.Primitive
+		if err := d.md.PrimitiveDecode(p, &elems); err != nil {
+			d.fail(k, "must be written as [[%s]] tables", k)
+			return
+		}
+		out := reflect.MakeSlice(f.Type(), len(elems), len(elems))
+		for i, e := range elems {
+			el := out.Index(i)
+			if def, ok := el.Addr().Interface().(interface{ setDefaults() }); ok {
+				def.setDefaults()
+			}
+			d.table(e, k.Append(i), el)
+		}
+		f.Set(out)
+		return
+	}
+	var raw any
+	if err := d.md.PrimitiveDecode(p, &raw); err != nil {
+		d.fail(k, "%v", err)
+		return
+	}
+	if isText(f) {
+		if _, ok := raw.(string); !ok {
+			d.fail(k, "must be a %s, not %s", describe(f.Type()), tomlType(raw))
+			return
+		}
+	}
+	v := reflect.New(f.Type())
+	if err := d.md.PrimitiveDecode(p, v.Interface()); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && isText(f) {
+			d.fail(k, "%s", pe.Message)
+		} else {
+			d.fail(k, "must be a %s, not %s", describe(f.Type()), tomlType(raw))
+		}
+		return
+	}
+	f.Set(v.Elem())
+}
+
+var textType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+func isText(f reflect.Value) bool { return reflect.PointerTo(f.Type()).Implements(textType) }
+
+func fieldByTag(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// suggest names the known key closest to a misspelt one.
+func suggest(t reflect.Type, key string) string {
+	var known []string
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag != "" && tag != "-" {
+			known = append(known, tag)
+		}
+	}
+	for _, k := range known {
+		if strings.EqualFold(strings.ReplaceAll(k, "_", ""), strings.ReplaceAll(strings.ReplaceAll(key, "_", ""), "-", "")) {
+			return fmt.Sprintf(" (did you mean %q?)", k)
+		}
+	}
+	return fmt.Sprintf(" (known keys: %s)", strings.Join(known, ", "))
+}
+
+func describe(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Duration]():
+		return `duration string such as "10s"`
+	case reflect.TypeFor[Rate]():
+		return `rate string such as "50/second"`
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Int:
+		return "integer"
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.Slice:
+		return "list of " + describe(t.Elem()) + "s"
+	}
+	return t.String()
+}
+
+func tomlType(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "the string " + strconv.Quote(v)
+	case int64:
+		return "the integer " + strconv.FormatInt(v, 10)
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%T", v)
+}
