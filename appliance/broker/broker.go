@@ -1,0 +1,191 @@
+// Package broker owns the embedded MQTT broker (mochi-mqtt): the public access
+// model, per-client limits, the listeners it serves (plain, TLS, websockets),
+// the mosquitto-compatible $SYS topics, and the counters status reports.
+// Settings that a reload may change are held in atomics and swapped whole, so
+// a reload never drops a connected client. It never opens sockets itself:
+// listeners are handed to it already open.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/firehose/firehose/appliance/config"
+)
+
+// Settings are the parts of the config the broker applies live.
+type Settings struct {
+	Publishers     []config.Publisher
+	MaxClients     int
+	MaxPacketSize  int
+	ConnectTimeout time.Duration
+}
+
+// SettingsFrom picks the broker's settings out of a config.
+func SettingsFrom(c *config.Config) Settings {
+	return Settings{
+		Publishers:     c.Publishers,
+		MaxClients:     c.Broker.MaxClients,
+		MaxPacketSize:  c.Broker.MaxPacketSize,
+		ConnectTimeout: c.Broker.ConnectTimeout.D(),
+	}
+}
+
+// pendingWrites bounds each client's outbound queue. A subscriber that falls
+// this far behind loses messages (counted) instead of stalling the others;
+// the queue's size is also most of an idle connection's memory.
+const pendingWrites = 512
+
+// Broker is the running MQTT broker.
+type Broker struct {
+	log    *slog.Logger
+	server *mqtt.Server
+	access *access
+	sys    *sysStats
+
+	maxClients     atomic.Int64
+	maxPacketSize  atomic.Int64
+	connectTimeout atomic.Int64 // nanoseconds
+
+	refusedAuth    atomic.Int64
+	refusedPublish atomic.Int64
+	refusedFull    atomic.Int64
+
+	mu        sync.Mutex
+	listeners []*Listener
+	closeOnce sync.Once
+}
+
+// Listener describes one listener the broker serves.
+type Listener struct {
+	Name, Address, Source string
+	TLS                   bool
+}
+
+// New builds a broker with settings s. Add listeners, then Start it.
+func New(log *slog.Logger, s Settings) *Broker {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = pendingWrites
+	// Offline sessions would otherwise live forever and be walked by every
+	// fan-out; an hour covers a consumer's restart.
+	caps.MaximumSessionExpiryInterval = 3600
+	// max_packet_size is enforced on the wire by guardedConn, live.
+	caps.MaximumPacketSize = 0
+	server := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		InlineClient: true,
+		Logger:       log.With("component", "mqtt"),
+	})
+	b := &Broker{log: log, server: server, sys: newSysStats()}
+	b.access = &access{b: b, bcryptSlots: make(chan struct{}, 2)}
+	b.Apply(s)
+	if err := server.AddHook(b.access, nil); err != nil {
+		panic(err) // only fails for a duplicate hook ID
+	}
+	return b
+}
+
+// Apply swaps in new live settings. Connected clients keep their connections;
+// the new publisher table applies to their next CONNECT or PUBLISH.
+func (b *Broker) Apply(s Settings) {
+	a := newAccounts(s.Publishers)
+	b.access.accounts.Store(&a)
+	b.maxClients.Store(int64(s.MaxClients))
+	b.maxPacketSize.Store(int64(s.MaxPacketSize))
+	b.connectTimeout.Store(int64(s.ConnectTimeout))
+}
+
+// Start begins serving every listener added so far.
+func (b *Broker) Start() error {
+	return b.server.Serve()
+}
+
+// Publish sends a message from the appliance itself (the Gerrit publisher);
+// it bypasses the ACL and returns once the message is queued to every
+// subscriber.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.server.Publish(topic, payload, retain, qos)
+}
+
+// ServeMQTT adds a listener speaking MQTT on l (already TLS-wrapped if tls).
+func (b *Broker) ServeMQTT(name string, l net.Listener, source string, tls bool) error {
+	b.addListener(name, l, source, tls)
+	return b.server.AddListener(&streamListener{id: name, l: l, b: b})
+}
+
+func (b *Broker) addListener(name string, l net.Listener, source string, tls bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.listeners = append(b.listeners, &Listener{Name: name, Address: l.Addr().String(), Source: source, TLS: tls})
+}
+
+// accepted prepares a new connection: the CONNECT must arrive within
+// connect_timeout (mochi sets the keepalive deadline after it), and every
+// packet is held to max_packet_size.
+func (b *Broker) accepted(c net.Conn) net.Conn {
+	_ = c.SetDeadline(time.Now().Add(time.Duration(b.connectTimeout.Load())))
+	return &guardedConn{Conn: c, max: &b.maxPacketSize}
+}
+
+// Close stops accepting, disconnects every client and stops the broker,
+// giving up after timeout: mochi's Close can deadlock while clients come and
+// go (upstream issue 488), and a daemon asked to stop must stop.
+func (b *Broker) Close(timeout time.Duration) error {
+	err := errors.New("already closed")
+	b.closeOnce.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = b.server.Close()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		select {
+		case <-done:
+			err = nil
+		case <-ctx.Done():
+			err = fmt.Errorf("broker did not stop within %s; exiting anyway", timeout)
+		}
+	})
+	return err
+}
+
+// streamListener serves MQTT over a stream socket (TCP, or TLS over TCP).
+type streamListener struct {
+	id string
+	l  net.Listener
+	b  *Broker
+}
+
+func (s *streamListener) Init(*slog.Logger) error { return nil }
+func (s *streamListener) ID() string              { return s.id }
+func (s *streamListener) Address() string         { return s.l.Addr().String() }
+func (s *streamListener) Protocol() string        { return "tcp" }
+
+func (s *streamListener) Serve(establish listeners.EstablishFn) {
+	for {
+		c, err := s.l.Accept()
+		if err != nil {
+			return // closed: the accept errors that are not are retried by listen.Resilient
+		}
+		go func() {
+			if err := establish(s.id, s.b.accepted(c)); err != nil {
+				s.b.log.Debug("client ended", "listener", s.id, "remote", c.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (s *streamListener) Close(closeClients listeners.CloseFn) {
+	_ = s.l.Close()
+	closeClients(s.id)
+}

@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/system"
+
+	"github.com/firehose/firehose/appliance/apitype"
+)
+
+// sysStats keeps a minute of once-a-second counter samples, from which both
+// the mosquitto-style "1min" loads and status's per-second rates are taken.
+type sysStats struct {
+	mu      sync.Mutex
+	ring    [61]sample
+	n, next int
+
+	lastDropLog atomic.Int64 // unix seconds
+	// injected counts the $SYS messages published here: mochi counts them as
+	// received, but they are not traffic, so they are subtracted.
+	injected atomic.Int64
+}
+
+type sample struct {
+	at                             time.Time
+	recv, sent, dropped, bIn, bOut int64
+}
+
+func newSysStats() *sysStats { return &sysStats{} }
+
+func (s *sysStats) add(sm sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ring[s.next] = sm
+	s.next = (s.next + 1) % len(s.ring)
+	s.n = min(s.n+1, len(s.ring))
+}
+
+// perMinute returns the counters' growth over the last minute (scaled up to
+// a minute while the broker is younger than that).
+func (s *sysStats) perMinute() sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n < 2 {
+		return sample{}
+	}
+	newest := s.ring[(s.next+len(s.ring)-1)%len(s.ring)]
+	oldest := s.ring[(s.next+len(s.ring)-s.n)%len(s.ring)]
+	span := newest.at.Sub(oldest.at)
+	if span <= 0 {
+		return sample{}
+	}
+	scale := func(a, b int64) int64 { return int64(float64(a-b) * float64(time.Minute) / float64(span)) }
+	return sample{
+		recv: scale(newest.recv, oldest.recv), sent: scale(newest.sent, oldest.sent),
+		dropped: scale(newest.dropped, oldest.dropped),
+		bIn:     scale(newest.bIn, oldest.bIn), bOut: scale(newest.bOut, oldest.bOut),
+	}
+}
+
+// OnSysInfoTick runs once a second after mochi has published its own $SYS
+// topics; it adds the mosquitto names that existing monitoring reads.
+func (h *access) OnSysInfoTick(info *system.Info) {
+	s := h.b.sys
+	s.add(sample{at: time.Now(), recv: info.MessagesReceived - s.injected.Load(), sent: info.MessagesSent,
+		dropped: info.MessagesDropped, bIn: info.BytesReceived, bOut: info.BytesSent})
+	m := s.perMinute()
+	for _, kv := range [...]struct {
+		topic string
+		value string
+	}{
+		{"$SYS/broker/subscriptions/count", strconv.FormatInt(info.Subscriptions, 10)},
+		{"$SYS/broker/heap/current", strconv.FormatInt(info.MemoryAlloc, 10)},
+		{"$SYS/broker/load/messages/received/1min", load(m.recv)},
+		{"$SYS/broker/load/messages/sent/1min", load(m.sent)},
+		{"$SYS/broker/load/bytes/received/1min", load(m.bIn)},
+		{"$SYS/broker/load/bytes/sent/1min", load(m.bOut)},
+		{"$SYS/broker/load/publish/dropped/1min", load(m.dropped)},
+	} {
+		if h.b.server.Publish(kv.topic, []byte(kv.value), true, 0) == nil {
+			s.injected.Add(1)
+		}
+	}
+}
+
+func load(perMinute int64) string { return strconv.FormatFloat(float64(perMinute), 'f', 2, 64) }
+
+// noteDrop is called when a subscriber's queue is full and a message for it
+// is dropped. It logs the first drop of each ten-second window, not each drop.
+func (b *Broker) noteDrop(cl *mqtt.Client) {
+	now := time.Now().Unix()
+	last := b.sys.lastDropLog.Load()
+	if now-last >= 10 && b.sys.lastDropLog.CompareAndSwap(last, now) {
+		b.log.Warn("subscriber too slow: dropping messages for it (counted in messages.dropped)",
+			"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+	}
+}
+
+// Status is what the broker contributes to the appliance's status.
+type Status struct {
+	Listeners     []apitype.Listener
+	Clients       int64
+	Subscriptions int64
+	Messages      apitype.Messages
+	Refused       Refused
+}
+
+// Refused counts what the access model and limits turned away.
+type Refused struct {
+	Auth, Publish, Full int64
+}
+
+// Status reports the broker's listeners, clients and message counters.
+func (b *Broker) Status() Status {
+	info := b.server.Info
+	perListener := map[string]int64{}
+	for _, cl := range b.server.Clients.GetAll() {
+		if !cl.Closed() && !cl.Net.Inline {
+			perListener[cl.Net.Listener]++
+		}
+	}
+	b.mu.Lock()
+	ls := make([]apitype.Listener, len(b.listeners))
+	for i, l := range b.listeners {
+		ls[i] = apitype.Listener{Name: l.Name, Address: l.Address, Source: l.Source, TLS: l.TLS, Clients: perListener[l.Name]}
+	}
+	b.mu.Unlock()
+	m := b.sys.perMinute()
+	return Status{
+		Listeners:     ls,
+		Clients:       atomic.LoadInt64(&info.ClientsConnected),
+		Subscriptions: atomic.LoadInt64(&info.Subscriptions),
+		Messages: apitype.Messages{
+			ReceivedTotal:  atomic.LoadInt64(&info.MessagesReceived) - b.sys.injected.Load(),
+			SentTotal:      atomic.LoadInt64(&info.MessagesSent),
+			DroppedTotal:   atomic.LoadInt64(&info.MessagesDropped),
+			ReceivedPerSec: float64(m.recv) / 60,
+			SentPerSec:     float64(m.sent) / 60,
+			DroppedPerSec:  float64(m.dropped) / 60,
+		},
+		Refused: Refused{Auth: b.refusedAuth.Load(), Publish: b.refusedPublish.Load(), Full: b.refusedFull.Load()},
+	}
+}

@@ -1,0 +1,124 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// ServeWebsocket adds a listener speaking MQTT over websockets on l, at paths
+// "/" and "/mqtt". wrap, if not nil, wraps the HTTP handler (the ACME HTTP-01
+// challenge shares port 80 this way). mochi's own websocket listener binds its
+// own address, so it cannot serve a socket from systemd; this one can.
+func (b *Broker) ServeWebsocket(name string, l net.Listener, source string, tls bool, wrap func(http.Handler) http.Handler) error {
+	b.addListener(name, l, source, tls)
+	return b.server.AddListener(&wsListener{id: name, l: l, b: b, wrap: wrap})
+}
+
+type wsListener struct {
+	id   string
+	l    net.Listener
+	b    *Broker
+	wrap func(http.Handler) http.Handler
+	srv  *http.Server
+}
+
+func (w *wsListener) Init(*slog.Logger) error { return nil }
+func (w *wsListener) ID() string              { return w.id }
+func (w *wsListener) Address() string         { return w.l.Addr().String() }
+func (w *wsListener) Protocol() string        { return "ws" }
+
+func (w *wsListener) Serve(establish listeners.EstablishFn) {
+	up := &websocket.Upgrader{
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		// A public bus: pages on any origin may subscribe.
+		CheckOrigin:     func(*http.Request) bool { return true },
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+	}
+	mux := http.NewServeMux()
+	handle := func(rw http.ResponseWriter, r *http.Request) {
+		if !websocket.IsWebSocketUpgrade(r) {
+			http.Error(rw, "This is an MQTT-over-websockets endpoint: connect with an MQTT client (subprotocol \"mqtt\").", http.StatusUpgradeRequired)
+			return
+		}
+		c, err := up.Upgrade(rw, r, nil)
+		if err != nil {
+			return // the upgrader has answered the client
+		}
+		conn := w.b.accepted(&wsConn{Conn: c.UnderlyingConn(), ws: c})
+		if err := establish(w.id, conn); err != nil {
+			w.b.log.Debug("client ended", "listener", w.id, "remote", c.RemoteAddr().String(), "error", err)
+		}
+	}
+	mux.HandleFunc("/{$}", handle)
+	mux.HandleFunc("/mqtt", handle)
+	var h http.Handler = mux
+	if w.wrap != nil {
+		h = w.wrap(h)
+	}
+	w.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: time.Duration(w.b.connectTimeout.Load()),
+		ErrorLog:          slog.NewLogLogger(w.b.log.Handler(), slog.LevelDebug),
+	}
+	_ = w.srv.Serve(w.l)
+}
+
+func (w *wsListener) Close(closeClients listeners.CloseFn) {
+	if w.srv != nil {
+		_ = w.srv.Close()
+	}
+	_ = w.l.Close()
+	closeClients(w.id)
+}
+
+// wsConn is a websocket as the byte stream MQTT expects: binary messages are
+// read back to back, and each write is one message. mochi serialises its
+// writes, which is what gorilla requires.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  io.Reader
+}
+
+var errTextFrame = errors.New("websocket text message: MQTT needs binary messages")
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errTextFrame
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error { return c.ws.Close() }

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/control"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "status",
+		Usage:       "show the running daemon's state",
+		Description: "Exit status: 0 ok, 1 degraded (the reasons are printed), 3 not running.",
+		Flags: []cli.Flag{configFlag, socketFlag,
+			&cli.BoolFlag{Name: "json", Usage: "print the status exactly as the daemon serves it"}},
+		Action: func(c *cli.Context) error {
+			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+			defer cancel()
+			cl := client(c)
+			raw, err := cl.StatusRaw(ctx)
+			if err != nil {
+				if errors.Is(err, control.ErrNotRunning) {
+					return &exitError{ExitNotRunning, err}
+				}
+				return err
+			}
+			var st apitype.Status
+			if err := jsonUnmarshal(raw, &st); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				fmt.Fprintln(Stdout, strings.TrimSpace(string(raw)))
+			} else {
+				printStatus(&st)
+			}
+			if st.State != apitype.StateOK {
+				return &exitError{1, fmt.Errorf("degraded: %s", strings.Join(st.Reasons, "; "))}
+			}
+			return nil
+		},
+	}
+}
+
+func printStatus(st *apitype.Status) {
+	w := tabwriter.NewWriter(Stdout, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintf(w, "state:\t%s\n", st.State)
+	for _, r := range st.Reasons {
+		fmt.Fprintf(w, "  reason:\t%s\n", r)
+	}
+	fmt.Fprintf(w, "version:\t%s\n", st.Version)
+	fmt.Fprintf(w, "config:\t%s\n", st.Config)
+	fmt.Fprintf(w, "uptime:\t%s (since %s)\n", (time.Duration(st.UptimeSeconds) * time.Second).String(), st.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "clients:\t%d\n", st.Clients)
+	fmt.Fprintf(w, "subscriptions:\t%d\n", st.Subscriptions)
+	m := st.Messages
+	fmt.Fprintf(w, "messages in:\t%.1f/s\t%d total\n", m.ReceivedPerSec, m.ReceivedTotal)
+	fmt.Fprintf(w, "messages out:\t%.1f/s\t%d total\n", m.SentPerSec, m.SentTotal)
+	fmt.Fprintf(w, "messages dropped:\t%.1f/s\t%d total\n", m.DroppedPerSec, m.DroppedTotal)
+	fmt.Fprintf(w, "publishers:\t%s\n", orNone(strings.Join(st.Publishers, ", ")))
+	if r := st.LastReload; r != nil {
+		res := "ok"
+		if !r.OK {
+			res = "FAILED: " + strings.ReplaceAll(r.Error, "\n", "; ")
+		}
+		fmt.Fprintf(w, "last reload:\t%s\t%s\n", r.Time.Format(time.RFC3339), res)
+	} else {
+		fmt.Fprintf(w, "last reload:\tnever\n")
+	}
+	fmt.Fprintf(w, "\nLISTENER\tADDRESS\tFROM\tTLS\tCLIENTS\n")
+	for _, l := range st.Listeners {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", l.Name, l.Address, l.Source, yesNo(l.TLS), l.Clients)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

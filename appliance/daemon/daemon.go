@@ -1,0 +1,259 @@
+// Package daemon owns the running appliance: it builds every part from a
+// validated config, starts them in order, reloads them (the same build and
+// validate path as start), reports their status, speaks sd_notify to
+// systemd, and shuts them down within a bounded time. It is the only package
+// that knows all the others.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/broker"
+	"github.com/firehose/firehose/appliance/config"
+	"github.com/firehose/firehose/appliance/control"
+	"github.com/firehose/firehose/appliance/listen"
+	"github.com/firehose/firehose/appliance/version"
+)
+
+// ShutdownTimeout bounds how long SIGTERM may take.
+const ShutdownTimeout = 10 * time.Second
+
+// Prepare loads path and runs every check that start and reload share, so a
+// config that passes `firehosectl check` is one the daemon accepts.
+func Prepare(path string) (*config.Config, error) {
+	return config.Load(path)
+}
+
+// Daemon is one running appliance.
+type Daemon struct {
+	log     *slog.Logger
+	path    string
+	started time.Time
+
+	reloadMu   sync.Mutex // one reload at a time
+	cfg        atomic.Pointer[config.Config]
+	lastReload atomic.Pointer[apitype.Reload]
+
+	broker  *broker.Broker
+	control *control.Server
+}
+
+// Run starts the appliance from the config at path and serves until ctx is
+// done or SIGTERM/SIGINT arrives. SIGHUP reloads. An error before READY is
+// returned; after it, errors are logged and shown in status.
+func Run(ctx context.Context, path string, log *slog.Logger) error {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGPIPE)
+	defer signal.Stop(signals)
+
+	d, err := start(path, log)
+	if err != nil {
+		notify("STATUS=failed to start: " + oneLine(err))
+		return err
+	}
+	notify(sd.SdNotifyReady + "\nSTATUS=" + d.summary())
+	log.Info("firehose ready", "version", version.Version, "config", path)
+
+	var watchdog <-chan time.Time
+	if interval, err := sd.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		t := time.NewTicker(interval / 3)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	statusTick := time.NewTicker(10 * time.Second)
+	defer statusTick.Stop()
+
+	for {
+		select {
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				if err := d.Reload(); err != nil {
+					log.Error("reload rejected; the running config stays", "error", err)
+				}
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			return d.shutdown()
+		case <-ctx.Done():
+			return d.shutdown()
+		case <-watchdog:
+			// Pinged from this loop, so a wedged loop stops the pings and
+			// systemd restarts the daemon.
+			notify(sd.SdNotifyWatchdog)
+		case <-statusTick.C:
+			notify("STATUS=" + d.summary())
+		}
+	}
+}
+
+func start(path string, log *slog.Logger) (*Daemon, error) {
+	cfg, err := Prepare(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{log: log, path: path, started: time.Now()}
+	d.cfg.Store(cfg)
+
+	inherited, err := listen.Inherited()
+	if err != nil {
+		return nil, err
+	}
+	sockets, err := listen.Open(listenerSpecs(cfg), inherited, log)
+	if err != nil {
+		return nil, err
+	}
+	d.broker = broker.New(log, broker.SettingsFrom(cfg))
+	for _, s := range sockets {
+		l := listen.Resilient(s.Listener, log)
+		switch s.Name {
+		case "mqtt":
+			err = d.broker.ServeMQTT(s.Name, l, s.Source, false)
+		case "ws":
+			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := d.broker.Start(); err != nil {
+		return nil, fmt.Errorf("starting broker: %w", err)
+	}
+	d.control, err = control.Listen(cfg.Control.Socket, d, log)
+	if err != nil {
+		_ = d.broker.Close(ShutdownTimeout)
+		return nil, err
+	}
+	return d, nil
+}
+
+// listenerSpecs names the sockets the config asks for.
+func listenerSpecs(c *config.Config) []listen.Spec {
+	return []listen.Spec{
+		{Name: "mqtt", Addr: c.Broker.MQTT},
+		{Name: "ws", Addr: c.Broker.Websocket},
+	}
+}
+
+// Reload re-reads the config file and applies it without dropping clients.
+// A config that does not pass Prepare, or changes something that cannot
+// change live, is refused whole and the running config stays.
+func (d *Daemon) Reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	notify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
+	err := d.reload()
+	r := &apitype.Reload{Time: time.Now(), OK: err == nil}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	d.lastReload.Store(r)
+	notify(sd.SdNotifyReady + "\nSTATUS=" + d.summary())
+	if err == nil {
+		d.log.Info("reloaded", "config", d.path)
+	}
+	return err
+}
+
+func (d *Daemon) reload() error {
+	next, err := Prepare(d.path)
+	if err != nil {
+		return err
+	}
+	old := d.cfg.Load()
+	if err := fixed(old, next); err != nil {
+		return err
+	}
+	d.broker.Apply(broker.SettingsFrom(next))
+	d.cfg.Store(next)
+	return nil
+}
+
+// fixed refuses changes that only a restart can make, by name.
+func fixed(old, next *config.Config) error {
+	var errs []error
+	for _, f := range []struct {
+		key      string
+		old, new string
+	}{
+		{"broker.mqtt", old.Broker.MQTT, next.Broker.MQTT},
+		{"broker.websocket", old.Broker.Websocket, next.Broker.Websocket},
+		{"broker.mqtts", old.Broker.MQTTS, next.Broker.MQTTS},
+		{"broker.websocket_tls", old.Broker.WebsocketTLS, next.Broker.WebsocketTLS},
+		{"broker.state_dir", old.Broker.StateDir, next.Broker.StateDir},
+		{"control.socket", old.Control.Socket, next.Control.Socket},
+	} {
+		if f.old != f.new {
+			errs = append(errs, fmt.Errorf("reload not supported for %s: old=%q, new=%q (restart firehose to change it)", f.key, f.old, f.new))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) shutdown() error {
+	notify(sd.SdNotifyStopping)
+	d.control.Close()
+	err := d.broker.Close(ShutdownTimeout)
+	if err != nil {
+		d.log.Error("shutdown", "error", err)
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+// Status reports the whole appliance; the control API serves it.
+func (d *Daemon) Status() *apitype.Status {
+	cfg := d.cfg.Load()
+	bs := d.broker.Status()
+	st := &apitype.Status{
+		Version:       version.Version,
+		Config:        d.path,
+		Started:       d.started.UTC(),
+		UptimeSeconds: time.Since(d.started).Seconds(),
+		Listeners:     bs.Listeners,
+		Clients:       bs.Clients,
+		Subscriptions: bs.Subscriptions,
+		Messages:      bs.Messages,
+		Publishers:    make([]string, 0, len(cfg.Publishers)),
+		LastReload:    d.lastReload.Load(),
+	}
+	for _, p := range cfg.Publishers {
+		st.Publishers = append(st.Publishers, p.Username)
+	}
+	if r := st.LastReload; r != nil && !r.OK {
+		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
+	}
+	st.State = apitype.StateOK
+	if len(st.Reasons) > 0 {
+		st.State = apitype.StateDegraded
+	}
+	return st
+}
+
+// summary is the one-line STATUS= systemd shows.
+func (d *Daemon) summary() string {
+	st := d.Status()
+	s := fmt.Sprintf("%s: %d clients, %d subscriptions, %.0f msg/s in, %.0f msg/s out",
+		st.State, st.Clients, st.Subscriptions, st.Messages.ReceivedPerSec, st.Messages.SentPerSec)
+	if len(st.Reasons) > 0 {
+		s += "; " + st.Reasons[0]
+	}
+	return s
+}
+
+func notify(state string) { _, _ = sd.SdNotify(false, state) }
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
