@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +270,50 @@ func TestHTTPHandlerPassesThrough(t *testing.T) {
 			}
 		}
 		m.Close()
+	}
+}
+
+// TestReloadDuringHandshakes runs reloads against concurrent handshakes, for
+// the race detector: every handshake must get one whole certificate.
+func TestReloadDuringHandshakes(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t)
+	const n = 20
+	configs := make([]*config.Config, n)
+	for i := range configs {
+		cp, kp, _ := ca.issue(t, 24*time.Hour)
+		configs[i] = filesConfig(t, dir, writeFile(t, dir, "c"+strconv.Itoa(i), cp), writeFile(t, dir, "k"+strconv.Itoa(i), kp))
+	}
+	m, err := New(configs[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	addr := listenTLS(t, m)
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+			if err != nil {
+				done <- fmt.Errorf("handshake %d: %w", i, err)
+				return
+			}
+			c.Close()
+		}
+		done <- nil
+	}()
+	for _, c := range configs[1:] {
+		if err := m.Update(c); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.Status()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("handshakes did not finish")
 	}
 }
