@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +26,7 @@ import (
 type acmeSource struct {
 	domains []string
 	ca      string
+	roots   []byte // acme_ca_root as read, to notice a changed file on reload
 	magic   *certmagic.Config
 	cache   *certmagic.Cache
 	iss     *certmagic.ACMEIssuer
@@ -53,28 +55,29 @@ func acmeCA(t config.TLS) string {
 	return certmagic.LetsEncryptProductionCA
 }
 
-// loadRoots reads acme_ca_root; nil when unset, meaning the system roots.
-func loadRoots(c *config.Config) (*x509.CertPool, error) {
+// loadRoots reads acme_ca_root: the system roots plus the file's, or nil
+// (the system roots alone) when unset. It also returns the file's bytes.
+func loadRoots(c *config.Config) (*x509.CertPool, []byte, error) {
 	if c.TLS.ACMECARoot == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	k := config.Key{"tls", "acme_ca_root"}
 	b, err := os.ReadFile(c.TLS.ACMECARoot)
 	if err != nil {
-		return nil, c.ErrorAt(k, "cannot read the CA root certificates: %v", pathErr(err))
+		return nil, nil, c.ErrorAt(k, "cannot read the CA root certificates: %v", pathErr(err))
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, c.ErrorAt(k, "%s holds no PEM certificate", c.TLS.ACMECARoot)
+		return nil, nil, c.ErrorAt(k, "%s holds no PEM certificate", c.TLS.ACMECARoot)
 	}
-	return pool, nil
+	return pool, b, nil
 }
 
 func newACME(c *config.Config, ports challengePorts, log *slog.Logger) (*acmeSource, error) {
-	roots, err := loadRoots(c)
+	roots, rootsPEM, err := loadRoots(c)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +86,7 @@ func newACME(c *config.Config, ports challengePorts, log *slog.Logger) (*acmeSou
 	s := &acmeSource{
 		domains: append([]string(nil), t.Domains...),
 		ca:      acmeCA(t),
+		roots:   rootsPEM,
 		failing: map[string]string{},
 		okAt:    map[string]time.Time{},
 	}
@@ -97,6 +101,8 @@ func newACME(c *config.Config, ports challengePorts, log *slog.Logger) (*acmeSou
 		Storage: &certmagic.FileStorage{Path: filepath.Join(c.Broker.StateDir, "acme")},
 		Logger:  zl,
 		OnEvent: s.onEvent,
+		// Without this certmagic builds an event for every handshake.
+		ShouldEmitFunc: func(event string) bool { return event == "cert_failed" || event == "cert_obtained" },
 		// Clients that connect by IP send no SNI (or a name we do not have):
 		// serve them the first domain's certificate, as Mosquitto did.
 		DefaultServerName:  t.Domains[0],
@@ -122,6 +128,15 @@ func newACME(c *config.Config, ports challengePorts, log *slog.Logger) (*acmeSou
 	})
 	s.magic.Issuers = []certmagic.Issuer{s.iss}
 	return s, nil
+}
+
+// sameRoots reports whether c's acme_ca_root reads as it did for s.
+func (s *acmeSource) sameRoots(c *config.Config) bool {
+	if c.TLS.ACMECARoot == "" {
+		return s.roots == nil
+	}
+	b, err := os.ReadFile(c.TLS.ACMECARoot)
+	return err == nil && bytes.Equal(b, s.roots)
 }
 
 // onEvent records outcomes for Status; certmagic calls it synchronously.

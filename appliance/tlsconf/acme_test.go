@@ -228,6 +228,26 @@ func TestACMEHTTP01(t *testing.T) {
 	if got := peerSerial(again); got.Cmp(leaf.SerialNumber) != 0 {
 		t.Errorf("after failed renewal served serial %v, want the current %v", got, leaf.SerialNumber)
 	}
+
+	// A restarted daemon serves the certificate from state_dir, CA or not.
+	m.Close()
+	m2, err := New(c, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if err := m2.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitCert(t, m2)
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, tls.NewListener(ln2, m2.TLSConfig()))
+	if got := peerSerial(dial(t, ln2.Addr().String(), p.rootsPool)); got.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("after restart served serial %v, want %v from storage", got, leaf.SerialNumber)
+	}
 }
 
 func TestACMETLSALPN01(t *testing.T) {
@@ -325,6 +345,16 @@ func TestUpdateACME(t *testing.T) {
 	}
 	if got := strings.Join(m.Problems(), "|"); got != "tls: no certificate yet for example.org" {
 		t.Errorf("Problems() = %q", got)
+	}
+
+	// Both modes keep the same listeners, so switching between them is a reload.
+	ca := newCA(t)
+	cp, kp, _ := ca.issue(t, 30*24*time.Hour)
+	if err := m.Update(filesConfig(t, dir, writeFile(t, dir, "c.pem", cp), writeFile(t, dir, "k.pem", kp))); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status(); st.Mode != "files" || len(st.Certificates) != 1 || m.Problems() != nil {
+		t.Errorf("after acme->files: status %+v, problems %q", st, m.Problems())
 	}
 }
 

@@ -67,7 +67,7 @@ func Check(c *config.Config) error {
 		if c.Broker.Websocket == "" && c.Broker.WebsocketTLS == "" {
 			return c.ErrorAt(config.Key{"tls", "mode"}, "\"acme\" needs broker.websocket (HTTP-01 on port 80) or broker.websocket_tls (TLS-ALPN-01 on port 443) to answer the CA's challenges")
 		}
-		_, err := loadRoots(c)
+		_, _, err := loadRoots(c)
 		return err
 	default:
 		return c.ErrorAt(config.Key{"tls", "mode"}, "%q is not one of \"off\", \"files\", \"acme\"", c.TLS.Mode)
@@ -239,8 +239,9 @@ func configPort(addr string) int {
 // Enabled reports whether TLS is on (mode files or acme).
 func (m *Manager) Enabled() bool { return m.enabled }
 
-// Start begins obtaining and renewing certificates in acme mode. It loads
-// what storage holds and returns; the CA is contacted in the background.
+// Start begins obtaining and renewing certificates in acme mode and returns
+// at once: certificates in storage are loaded and the CA is contacted in the
+// background. ctx is not kept; renewals run until Close.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -273,7 +274,7 @@ func (m *Manager) Update(c *config.Config) error {
 		return nil
 	}
 	old := *m.src.Load()
-	if _, isACME := old.(*acmeSource); isACME && newMode == config.TLSACME && sameACME(m.cfg, c) {
+	if a, isACME := old.(*acmeSource); isACME && newMode == config.TLSACME && sameACME(m.cfg, c) && a.sameRoots(c) {
 		// Restarting certmagic would only repeat its storage load and
 		// maintenance; keep it.
 		m.cfg = c
