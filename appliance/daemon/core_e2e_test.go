@@ -1,0 +1,294 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/firehose/firehose/appliance/apitype"
+)
+
+func TestAnonymousSubscriberGetsPublishersMessages(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	mq := mosquittoSub(t, d.addr["mqtt"], "-t", "zuul/#")
+	ws := subscribe(t, "ws://"+d.addr["ws"]+"/mqtt", "zuul/#")
+	wsRoot := subscribe(t, "ws://"+d.addr["ws"]+"/", "zuul/#")
+	eventually(t, "mosquitto_sub to subscribe", func() bool { return d.status().Subscriptions >= 3 })
+
+	if code, out := mosquittoPub(t, d.addr["mqtt"], "-u", "zuul", "-P", zuulPass, "-t", "zuul/build/1", "-m", "started"); code != 0 {
+		t.Fatalf("mosquitto_pub as zuul: exit %d: %s", code, out)
+	}
+	mq.expect("zuul/build/1 started")
+	ws.expect("zuul/build/1", "started")
+	wsRoot.expect("zuul/build/1", "started")
+
+	// Over websockets too, from a publisher.
+	publish(t, "ws://"+d.addr["ws"]+"/mqtt", "zuul", zuulPass, "zuul/build/2", "done")
+	mq.expect("zuul/build/2 done")
+	ws.expect("zuul/build/2", "done")
+}
+
+func TestAnonymousPublishReachesNobody(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "#")
+
+	// QoS 0 from an anonymous client is dropped silently...
+	if code, out := mosquittoPub(t, d.addr["mqtt"], "-t", "zuul/spoof", "-m", "anon", "-q", "0"); code != 0 {
+		t.Fatalf("anonymous QoS 0 publish: exit %d: %s", code, out)
+	}
+	// ...and QoS 1 is refused: MQTT 3.1.1 has no negative PUBACK, so the
+	// client is disconnected.
+	c := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "", ""))
+	tok := c.Publish("zuul/spoof", 1, false, "anon-qos1")
+	if tok.WaitTimeout(3*time.Second) && tok.Error() == nil {
+		t.Fatal("anonymous QoS 1 publish was acknowledged")
+	}
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/marker", "after")
+	s.expect("zuul/marker", "after")
+	if st := d.status(); st.Messages.SentTotal != 1 {
+		t.Errorf("sent_total = %d, want 1 (only the marker)", st.Messages.SentTotal)
+	}
+}
+
+func TestWrongPasswordAndUnknownUserRefused(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct{ name, user, pass string }{
+		{"wrong_password", "zuul", "not-the-password"},
+		{"unknown_user", "mallory", zuulPass},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := mosquittoPub(t, d.addr["mqtt"], "-u", tc.user, "-P", tc.pass, "-t", "zuul/x", "-m", "x")
+			if code == 0 || !strings.Contains(strings.ToLower(out), "not authori") {
+				t.Fatalf("mosquitto_pub exit %d, output %q; want a refused connection", code, out)
+			}
+			c := paho.NewClient(pahoOpts("ws://"+d.addr["ws"]+"/mqtt", tc.user, tc.pass))
+			if err := wait(c.Connect()); err == nil {
+				c.Disconnect(0)
+				t.Fatal("paho connected over websockets with bad credentials")
+			}
+		})
+	}
+}
+
+func TestPublisherOutsideItsTopicsRefused(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "#")
+	if code, out := mosquittoPub(t, d.addr["mqtt"], "-u", "zuul", "-P", zuulPass, "-t", "gerrit/spoof", "-m", "x", "-q", "0"); code != 0 {
+		t.Fatalf("QoS 0 publish outside topics: exit %d: %s", code, out)
+	}
+	c := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+	tok := c.Publish("gerrit/spoof", 1, false, "qos1")
+	if tok.WaitTimeout(3*time.Second) && tok.Error() == nil {
+		t.Fatal("QoS 1 publish outside the publisher's topics was acknowledged")
+	}
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/ok", "inside")
+	s.expect("zuul/ok", "inside")
+}
+
+func TestReloadAddsPublisherWithoutDroppingSubscribers(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	tcp := subscribe(t, "tcp://"+d.addr["mqtt"], "#")
+	ws := subscribe(t, "ws://"+d.addr["ws"]+"/mqtt", "#")
+
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/a", "1")
+	tcp.expect("zuul/a", "1")
+	ws.expect("zuul/a", "1")
+	if code, _ := mosquittoPub(t, d.addr["mqtt"], "-u", "gerrit", "-P", gerritPass, "-t", "gerrit/x", "-m", "early"); code == 0 {
+		t.Fatal("gerrit could publish before it was configured")
+	}
+
+	d.writeConfig(d.configText(daemonOpts{}, zuulPublisher(t)+gerritPublisher(t)))
+	if out, code := d.run("reload", "--socket", d.ctl.Socket); code != 0 {
+		t.Fatalf("reload: exit %d: %s", code, out)
+	}
+	d.waitNotify("READY=1")
+
+	publish(t, "tcp://"+d.addr["mqtt"], "gerrit", gerritPass, "gerrit/x", "2")
+	tcp.expect("gerrit/x", "2")
+	ws.expect("gerrit/x", "2")
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/a", "3")
+	tcp.expect("zuul/a", "3")
+	ws.expect("zuul/a", "3")
+	if tcp.lost.Load() != 0 || ws.lost.Load() != 0 || !tcp.c.IsConnectionOpen() || !ws.c.IsConnectionOpen() {
+		t.Fatal("a subscriber lost its connection during the reload")
+	}
+	if st := d.status(); st.LastReload == nil || !st.LastReload.OK || len(st.Publishers) != 2 {
+		t.Fatalf("status after reload: %+v publishers %v", st.LastReload, st.Publishers)
+	}
+}
+
+func TestInvalidReloadRejectedOldConfigServes(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "#")
+
+	// A publisher without topics, with the zuul account removed: if any of it
+	// applied, zuul could no longer publish.
+	d.writeConfig(d.configText(daemonOpts{}, "[[publisher]]\nusername = \"gerrit\"\npassword_hash = \""+hash(t, gerritPass)+"\"\n"))
+	out, code := d.run("reload", "--socket", d.ctl.Socket)
+	if code != 1 || !strings.Contains(out, "firehose.toml:") || !strings.Contains(out, "publisher[0].topics") {
+		t.Fatalf("reload of a broken config: exit %d, output:\n%s\nwant exit 1 naming file, line and key", code, out)
+	}
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/still", "serving")
+	s.expect("zuul/still", "serving")
+
+	out, code = d.run("status", "--socket", d.ctl.Socket)
+	if code != 1 || !strings.Contains(out, "degraded") || !strings.Contains(out, "publisher[0].topics") {
+		t.Fatalf("status after a rejected reload: exit %d:\n%s", code, out)
+	}
+	// A listener address cannot change live: refused by name.
+	d.writeConfig(d.configText(daemonOpts{broker: `websocket = "127.0.0.1:1"`}, zuulPublisher(t)))
+	out, code = d.run("reload", "--socket", d.ctl.Socket)
+	if code != 1 || !strings.Contains(out, "reload not supported for broker.websocket") {
+		t.Fatalf("reload changing a listener: exit %d:\n%s", code, out)
+	}
+	// Fixing the file and reloading clears the degraded state.
+	d.writeConfig(d.configText(daemonOpts{}, zuulPublisher(t)))
+	if out, code := d.run("reload", "--socket", d.ctl.Socket); code != 0 {
+		t.Fatalf("reload: exit %d: %s", code, out)
+	}
+	if out, code := d.run("status", "--socket", d.ctl.Socket); code != 0 {
+		t.Fatalf("status after a good reload: exit %d:\n%s", code, out)
+	}
+}
+
+func TestStatusJSONReflectsClients(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for range 3 {
+		subscribe(t, "tcp://"+d.addr["mqtt"], "zuul/#")
+	}
+	for range 2 {
+		subscribe(t, "ws://"+d.addr["ws"]+"/mqtt", "zuul/#")
+	}
+	out, code := d.run("status", "--json", "--socket", d.ctl.Socket)
+	if code != 0 {
+		t.Fatalf("status --json: exit %d: %s", code, out)
+	}
+	var st apitype.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json is not the API's JSON: %v\n%s", err, out)
+	}
+	if st.Clients != 5 || st.Subscriptions != 5 || st.State != apitype.StateOK {
+		t.Fatalf("clients=%d subscriptions=%d state=%s, want 5, 5, ok", st.Clients, st.Subscriptions, st.State)
+	}
+	byName := map[string]apitype.Listener{}
+	for _, l := range st.Listeners {
+		byName[l.Name] = l
+	}
+	for name, want := range map[string]int64{"mqtt": 3, "ws": 2} {
+		l := byName[name]
+		if l.Source != apitype.SourceSystemd || l.Clients != want || l.Address != d.addr[name] {
+			t.Errorf("listener %s = %+v, want from systemd at %s with %d clients", name, l, d.addr[name], want)
+		}
+	}
+	if out, _ := d.run("status", "--socket", d.ctl.Socket); !strings.Contains(out, "systemd") {
+		t.Errorf("human status does not show where sockets came from:\n%s", out)
+	}
+}
+
+func TestStatusWhenNotRunning(t *testing.T) {
+	cmd := []string{"status", "--socket", t.TempDir() + "/none.sock"}
+	d := &daemon{t: t}
+	out, code := d.run(cmd...)
+	if code != 3 || !strings.Contains(out, "not running") || !strings.Contains(out, "systemctl start") {
+		t.Fatalf("status with no daemon: exit %d:\n%s", code, out)
+	}
+}
+
+func TestSIGTERMExitsPromptlyWhileClientsChurn(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var connected, ended int64
+	var mu sync.Mutex
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := "tcp://" + d.addr["mqtt"]
+			if w%2 == 1 {
+				url = "ws://" + d.addr["ws"] + "/mqtt"
+			}
+			for i := 0; i < 500; i++ { // bounded
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c := paho.NewClient(pahoOpts(url, "", "").SetConnectTimeout(2 * time.Second))
+				if c.Connect().WaitTimeout(3*time.Second) && c.IsConnected() {
+					mu.Lock()
+					connected++
+					mu.Unlock()
+					c.Subscribe("zuul/#", 0, nil).WaitTimeout(time.Second)
+					c.Disconnect(0)
+				} else {
+					mu.Lock()
+					ended++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	eventually(t, "clients to churn", func() bool { mu.Lock(); defer mu.Unlock(); return connected >= 50 })
+
+	start := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("daemon still running 15s after SIGTERM")
+	}
+	if d.exitErr != nil {
+		t.Fatalf("daemon exited with %v after SIGTERM", d.exitErr)
+	}
+	d.waitNotify("STOPPING=1")
+	t.Logf("stopped in %s with clients churning", time.Since(start).Round(time.Millisecond))
+}
+
+func TestConnectTimeoutClosesSilentClients(t *testing.T) {
+	d := startDaemon(t, daemonOpts{broker: `connect_timeout = "1s"`})
+	for _, name := range []string{"mqtt", "ws"} {
+		t.Run(name, func(t *testing.T) {
+			c := rawConn(t, d.addr[name])
+			waitClosed(t, c, 15*time.Second)
+		})
+	}
+	// A client that did CONNECT is held to its keepalive, not connect_timeout.
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "zuul/#")
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	eventually(t, "connect_timeout to pass", func() bool { return time.Now().After(deadline) })
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/alive", "yes")
+	s.expect("zuul/alive", "yes")
+}
+
+func TestOversizedPacketClosesOnlyThatClient(t *testing.T) {
+	d := startDaemon(t, daemonOpts{broker: `max_packet_size = 1024`})
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "zuul/#")
+	for _, url := range []string{"tcp://" + d.addr["mqtt"], "ws://" + d.addr["ws"] + "/mqtt"} {
+		lost := make(chan struct{}, 1)
+		big := connect(t, pahoOpts(url, "zuul", zuulPass).SetConnectionLostHandler(func(paho.Client, error) { lost <- struct{}{} }))
+		big.Publish("zuul/big", 0, false, strings.Repeat("x", 2000))
+		select {
+		case <-lost:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: a client sending a 2000-byte packet with max_packet_size 1024 was not closed", url)
+		}
+	}
+	publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/small", strings.Repeat("y", 900))
+	m := s.next()
+	if m.Topic() != "zuul/small" {
+		t.Fatalf("subscriber got %s, want zuul/small (the oversized one must not arrive)", m.Topic())
+	}
+	if s.lost.Load() != 0 {
+		t.Fatal("the subscriber lost its connection")
+	}
+}
+

@@ -1,0 +1,300 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/control"
+)
+
+// binary is the real firehosectl, built once for all tests (with -race when
+// the tests run with it, so the daemon's races fail the tests too).
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "firehose-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binary = filepath.Join(dir, "firehosectl")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../../cmd/firehosectl")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building firehosectl:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Test publishers, their passwords, and their hashes at the lowest cost.
+var (
+	zuulPass   = "zuul-secret"
+	gerritPass = "gerrit-secret"
+	hashes     sync.Map
+)
+
+func hash(t testing.TB, pw string) string {
+	if h, ok := hashes.Load(pw); ok {
+		return h.(string)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes.Store(pw, string(h))
+	return string(h)
+}
+
+// daemon is a firehosectl serve process started the way systemd starts it.
+type daemon struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	exitErr error
+	log     *syncBuffer
+	notify  *notifyListener
+
+	// Addresses of the sockets handed over, by name.
+	addr map[string]string
+	ctl  *control.Client
+}
+
+type daemonOpts struct {
+	// names of the sockets to hand over the systemd way; default mqtt and ws.
+	sockets []string
+	// extra TOML appended to the generated config.
+	extra string
+	// broker keys added to [broker].
+	broker string
+}
+
+// configText renders a config for the daemon's temp dir.
+func (d *daemon) configText(o daemonOpts, publishers string) string {
+	// Listeners come from systemd; the config binds nothing unless told.
+	off := ""
+	for _, k := range []string{"mqtt", "websocket", "mqtts", "websocket_tls"} {
+		if !strings.Contains(o.broker, k+" =") {
+			off += k + " = \"\"\n"
+		}
+	}
+	return fmt.Sprintf(`[broker]
+%sstate_dir = %q
+%s
+[control]
+socket = %q
+
+%s
+%s
+`, off, filepath.Join(d.dir, "state"), o.broker, filepath.Join(d.dir, "control.sock"), publishers, o.extra)
+}
+
+func zuulPublisher(t testing.TB) string {
+	return fmt.Sprintf("[[publisher]]\nusername = \"zuul\"\npassword_hash = %q\ntopics = [\"zuul/#\"]\n", hash(t, zuulPass))
+}
+
+func gerritPublisher(t testing.TB) string {
+	return fmt.Sprintf("[[publisher]]\nusername = \"gerrit\"\npassword_hash = %q\ntopics = [\"gerrit/#\"]\n", hash(t, gerritPass))
+}
+
+// startDaemon starts firehosectl serve with sockets passed as systemd does
+// (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID) and waits for READY=1.
+func startDaemon(t *testing.T, o daemonOpts) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dir: dir, cfgPath: filepath.Join(dir, "firehose.toml"), addr: map[string]string{},
+		done: make(chan struct{}), log: &syncBuffer{}}
+	d.ctl = &control.Client{Socket: filepath.Join(dir, "control.sock")}
+	d.writeConfig(d.configText(o, zuulPublisher(t)))
+	if o.sockets == nil {
+		o.sockets = []string{"mqtt", "ws"}
+	}
+	var files []*os.File
+	for _, name := range o.sockets {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := l.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close() // the dup in f keeps the socket listening
+		d.addr[name] = l.Addr().String()
+		files = append(files, f)
+	}
+	d.notify = listenNotify(t, dir)
+	d.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary, "serve", "--config", d.cfgPath, "--log-level", "debug")
+	d.cmd.Env = append(os.Environ(),
+		fmt.Sprintf("LISTEN_FDS=%d", len(files)),
+		"LISTEN_FDNAMES="+strings.Join(o.sockets, ":"),
+		"NOTIFY_SOCKET="+d.notify.path,
+	)
+	d.cmd.ExtraFiles = files
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	go func() {
+		d.exitErr = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+		if strings.Contains(d.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("the daemon has a data race:\n%s", d.log.String())
+		}
+	})
+	d.waitNotify("READY=1")
+	return d
+}
+
+func (d *daemon) writeConfig(text string) {
+	d.t.Helper()
+	if err := os.WriteFile(d.cfgPath, []byte(text), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// waitNotify waits for an sd_notify message containing want.
+func (d *daemon) waitNotify(want string) {
+	d.t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case m := <-d.notify.msgs:
+			if strings.Contains(m, want) {
+				return
+			}
+		case <-d.done:
+			d.t.Fatalf("daemon exited (%v) before sending %q; log:\n%s", d.exitErr, want, d.log.String())
+		case <-deadline:
+			d.t.Fatalf("no %q from the daemon within 60s; log:\n%s", want, d.log.String())
+		}
+	}
+}
+
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// ctl runs firehosectl against this daemon and returns its output and exit code.
+func (d *daemon) run(args ...string) (string, int) {
+	d.t.Helper()
+	cmd := exec.Command(binary, args...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func (d *daemon) status() *apitype.Status {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := d.ctl.Status(ctx)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return st
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// notifyListener is a NOTIFY_SOCKET, as systemd provides.
+type notifyListener struct {
+	path string
+	msgs chan string
+}
+
+func listenNotify(t *testing.T, dir string) *notifyListener {
+	path := filepath.Join(dir, "notify.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifyListener{path: path, msgs: make(chan string, 256)}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case n.msgs <- string(buf[:k]):
+			default:
+			}
+		}
+	}()
+	return n
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
