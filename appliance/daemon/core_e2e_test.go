@@ -291,4 +291,3 @@ func TestOversizedPacketClosesOnlyThatClient(t *testing.T) {
 		t.Fatal("the subscriber lost its connection")
 	}
 }
-
