@@ -92,11 +92,18 @@ func newPlan(c *config.Config) *plan {
 		tcp: sortedSet(append(slices.Clone(listeners), f.AllowTCP...)),
 		udp: sortedSet(f.AllowUDP),
 	}
-	if r := f.NewConnectionsPerSource; !r.IsZero() && limitUnit(r.Per) != 0 && len(listeners) > 0 {
+	// The config package refuses rates below 1; anything it lets through
+	// that the kernel cannot express means no limit rather than a failed load.
+	if r := f.NewConnectionsPerSource; r.Count >= 1 && limitUnit(r.Per) != 0 && len(listeners) > 0 {
+		r.Count = min(r.Count, maxRate)
 		p.limited, p.rate = listeners, r
 	}
 	return p
 }
+
+// maxRate caps the count of a rate: far beyond any real client, and small
+// enough that the kernel's token arithmetic cannot overflow.
+const maxRate = 1_000_000
 
 // floodTimeout is how long a source's entry in the rate-limit sets lives after
 // its last new connection. At least one period, so that a source cannot reset

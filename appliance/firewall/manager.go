@@ -238,6 +238,10 @@ func (m *Manager) heal() {
 	if err == nil {
 		why, err = drift(c, m.desired.build())
 	}
+	m.mu.Lock()
+	m.st.LastChecked = time.Now()
+	wasInPlace := m.st.InPlace
+	m.mu.Unlock()
 	if err != nil {
 		// Loading says more than a failed look: without permission it
 		// fails the same way (and is logged once), and it picks up a
@@ -246,10 +250,6 @@ func (m *Manager) heal() {
 		_ = m.applyLocked()
 		return
 	}
-	m.mu.Lock()
-	m.st.LastChecked = time.Now()
-	wasInPlace := m.st.InPlace
-	m.mu.Unlock()
 	if why == "" {
 		m.mu.Lock()
 		m.st.InPlace = true
