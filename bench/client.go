@@ -321,9 +321,10 @@ func (f *fleet) close() {
 
 // publisher is the one authenticated publishing connection.
 type publisher struct {
-	c   net.Conn
-	pkt []byte
-	off int // payload offset in pkt
+	c    net.Conn
+	pkt  []byte
+	off  int // payload offset in pkt
+	pong chan struct{}
 }
 
 func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID string, payloadSize int) (*publisher, error) {
@@ -346,10 +347,40 @@ func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID
 		payload[i] = 'x'
 	}
 	pkt, off := publishPacket(benchTopic, payload)
-	// Discard whatever the broker sends the publisher (nothing, normally) so a
-	// full receive buffer can never stall it.
-	go func() { _, _ = io.Copy(io.Discard, c) }()
-	return &publisher{c: c, pkt: pkt, off: off}, nil
+	p := &publisher{c: c, pkt: pkt, off: off, pong: make(chan struct{}, 1)}
+	// Read whatever the broker sends the publisher (normally nothing but
+	// PINGRESP) so a full receive buffer can never stall it.
+	go func() {
+		pr := newPacketReader(c, 512)
+		for {
+			h, _, err := pr.next()
+			if err != nil {
+				return
+			}
+			if h>>4 == pktPingresp {
+				select {
+				case p.pong <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return p, nil
+}
+
+// sync sends PINGREQ and waits for PINGRESP: a broker handles one
+// connection's packets in order, so everything published before has been
+// processed by then.
+func (p *publisher) sync(timeout time.Duration) error {
+	if _, err := p.c.Write([]byte{pktPingreq << 4, 0}); err != nil {
+		return err
+	}
+	select {
+	case <-p.pong:
+		return nil
+	case <-time.After(timeout):
+		return errors.New("no PINGRESP")
+	}
 }
 
 // send stamps seq and the send time into the payload and writes one PUBLISH.

@@ -1,7 +1,8 @@
 package main
 
 // The lean MQTT 3.1.1 codec: only the packets a fan-out benchmark sends or
-// receives (CONNECT, CONNACK, SUBSCRIBE, SUBACK, PUBLISH at QoS 0, DISCONNECT).
+// receives (CONNECT, CONNACK, SUBSCRIBE, SUBACK, PUBLISH at QoS 0, PINGREQ,
+// PINGRESP, DISCONNECT).
 // Written from the OASIS MQTT 3.1.1 specification, sections 2 and 3. A full
 // client library spends more CPU per received message than the broker spends
 // sending it, so the subscriber side must stay this small.
@@ -21,6 +22,7 @@ const (
 	pktPublish    = 3
 	pktSubscribe  = 8
 	pktSuback     = 9
+	pktPingreq    = 12
 	pktPingresp   = 13
 	pktDisconnect = 14
 )

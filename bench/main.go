@@ -60,7 +60,7 @@ func main() {
 
 func run() error {
 	var c config
-	flag.BoolVar(&c.quick, "quick", false, "small sizes, one repetition, under two minutes (CI); explicit flags still win")
+	flag.BoolVar(&c.quick, "quick", false, "small sizes, under two minutes (CI); explicit flags still win")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions of every scenario on every broker")
 	flag.StringVar(&c.brokers, "brokers", "appliance,mosquitto", "brokers to compare, comma-separated")
 	flag.StringVar(&c.scenarios, "scenarios", "a,b,c,d,e", "scenarios to run: a fan-out, b steady latency, c idle memory, d websocket fan-out, e burst")
@@ -245,13 +245,13 @@ func quickDefaults(c *config) {
 			apply()
 		}
 	}
-	def("reps", func() { c.reps = 1 })
+	def("reps", func() { c.reps = 3 })
 	def("subs", func() { c.subs = "100,1000" })
-	def("deliveries", func() { c.msgsA = 50000 })
+	def("deliveries", func() { c.msgsA = 100000 })
 	def("steady-for", func() { c.steadyFor = 3 * time.Second })
-	def("idle-subs", func() { c.idleSubs = 2000 })
+	def("idle-subs", func() { c.idleSubs = 5000 })
 	def("burst", func() { c.burst = 20 })
-	def("burst-subs", func() { c.burstSubs = 2000 })
+	def("burst-subs", func() { c.burstSubs = 5000 })
 	def("run-timeout", func() { c.runTimeout = 30 * time.Second })
 	def("max-time", func() { c.maxTime = 3 * time.Minute })
 }
