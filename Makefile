@@ -1,0 +1,58 @@
+# firehose: the appliance, its tests, packages and benchmark.
+#   make run          run the appliance locally on unprivileged ports
+#   make deps test    install what the tests need (Debian, root), then run them
+#   make ci           everything CI runs (.ci/run)
+
+GO ?= go
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/firehose/firehose/appliance/version.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+# Debian packages the tests use: MQTT clients nobody here wrote, Mosquitto for
+# the benchmark, nftables and iproute2 for firewall tests in network
+# namespaces, and the tools that build and check the packages and boot a
+# systemd container.
+DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt iproute2 nftables \
+	debootstrap systemd-container dpkg-dev lintian rpm rpmlint
+
+.DEFAULT_GOAL := build
+.PHONY: build run deps test vet unit fuzz ci
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/firehosectl ./cmd/firehosectl
+
+run: build
+	mkdir -p /tmp/firehose-local
+	bin/firehosectl serve --config packaging/firehose.local.toml
+
+# Idempotent: the package lists are refreshed only when something is missing.
+deps:
+	@missing=$$(for p in $(DEPS_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+test: vet unit fuzz
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Each fuzz target for FUZZTIME: parsers of outside input (config, Gerrit
+# events, topics built from them, the packet framing guard).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+ci: deps test package-check e2e bench-quick
+
+-include packaging/package.mk
+-include bench/bench.mk
