@@ -370,6 +370,7 @@ func TestListenHost(t *testing.T) {
 		{tcp("0.0.0.0:80"), tcp("0.0.0.0:443"), challengePorts{http: 80, tlsALPN: 443}},
 		{tcp("192.0.2.1:80"), tcp("192.0.2.1:443"), challengePorts{host: "192.0.2.1", http: 80, tlsALPN: 443}},
 		{tcp("192.0.2.1:80"), tcp("192.0.2.2:443"), challengePorts{http: 80, tlsALPN: 443}},
+		{(*net.TCPAddr)(nil), tcp("192.0.2.2:443"), challengePorts{host: "192.0.2.2", tlsALPN: 443}},
 	} {
 		m := &Manager{}
 		m.SetListenerAddrs(tc.ws, tc.wss)

@@ -193,8 +193,14 @@ func listenHost(ws, wss string) string {
 	return ws
 }
 
+// absent reports a missing listener, typed nil pointers included.
+func absent(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return a == nil || (ok && t == nil)
+}
+
 func addrHost(a net.Addr) string {
-	if a == nil {
+	if absent(a) {
 		return "-"
 	}
 	if t, ok := a.(*net.TCPAddr); ok {
@@ -215,7 +221,7 @@ func configHost(addr string) string {
 }
 
 func addrPort(a net.Addr) int {
-	if a == nil {
+	if absent(a) {
 		return 0
 	}
 	if t, ok := a.(*net.TCPAddr); ok {
