@@ -273,6 +273,26 @@ func TestSelfHeal(t *testing.T) {
 	}
 }
 
+// TestSelfHealOnEvent checks that nftables events, not the timer, bring the
+// table back: the timer here would take an hour.
+func TestSelfHealOnEvent(t *testing.T) {
+	l := newLab(t)
+	m := l.manager(t, WithHealInterval(time.Hour))
+	if err := m.Update(testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		c := l.conn(t)
+		c.FlushRuleset()
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, fmt.Sprintf("re-applied %d times", i+1), func() bool {
+			return m.Status().Reapplied == int64(i+1) && l.hasTable(t)
+		})
+	}
+}
+
 func TestRemoveAndOtherTables(t *testing.T) {
 	l := newLab(t)
 	l.listen(t, portOther)

@@ -209,9 +209,15 @@ func (m *Manager) setStatus(f func(*apitype.FirewallStatus)) {
 	f(&m.st)
 }
 
-// watch re-checks the table until Close.
+// watch re-checks the table until Close: on every nftables change in the
+// namespace, so that a `flush ruleset` leaves the host open for milliseconds
+// rather than seconds, and on a timer, in case the events are lost or cannot
+// be had.
 func (m *Manager) watch() {
 	defer close(m.done)
+	kick := make(chan struct{}, 1)
+	stopEvents := m.subscribe(kick)
+	defer stopEvents()
 	t := time.NewTicker(m.every)
 	defer t.Stop()
 	for {
@@ -219,8 +225,44 @@ func (m *Manager) watch() {
 		case <-m.stop:
 			return
 		case <-t.C:
-			m.heal()
+		case <-kick:
 		}
+		m.heal()
+	}
+}
+
+// subscribe sends on kick (without blocking) after every nftables
+// transaction in the namespace. The returned func ends the subscription.
+func (m *Manager) subscribe(kick chan<- struct{}) (stop func()) {
+	c, err := m.conn()
+	if err != nil {
+		m.log.Debug("no nftables events; checking on the timer only", "err", err)
+		return func() {}
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorObject(nftables.MonitorObjectRuleset))
+	events, err := c.AddGenerationalMonitor(mon)
+	if err != nil {
+		m.log.Debug("no nftables events; checking on the timer only", "err", explain(err))
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The monitor blocks until its channel is read, so read it to
+		// the end, which Close brings about.
+		for ev := range events {
+			if ev.GeneratedBy != nil && ev.GeneratedBy.Error != nil {
+				m.log.Debug("nftables events stopped; checking on the timer only", "err", ev.GeneratedBy.Error)
+			}
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return func() {
+		mon.Close()
+		<-done
 	}
 }
 
