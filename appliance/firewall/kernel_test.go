@@ -421,6 +421,19 @@ func TestRateLimitPerSource(t *testing.T) {
 		}
 		l.mustBeBlocked(t, host, portMQTT)
 	}
+	// One entry per source, and each expires: the sets cannot fill with
+	// sources long gone.
+	for _, name := range []string{"flood4", "flood6"} {
+		set := &nftables.Set{Table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}, Name: name,
+			KeyType: map[string]nftables.SetDatatype{"flood4": nftables.TypeIPAddr, "flood6": nftables.TypeIP6Addr}[name]}
+		elems, err := l.conn(t).GetSetElements(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(elems) != 1 || elems[0].Expires <= 0 || elems[0].Expires > time.Hour {
+			t.Errorf("set %s: %d elements %+v, want one that expires within the hour", name, len(elems), elems)
+		}
+	}
 	// ssh is not a broker port: never limited.
 	for range 5 {
 		l.mustConnect(t, srv4, portSSH)

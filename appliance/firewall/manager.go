@@ -133,7 +133,7 @@ func (m *Manager) applyLocked() error {
 	}
 	m.mu.Unlock()
 	if m.lost {
-		m.log.Warn("firewall table re-applied after it was removed or altered", "table", m.st.Table)
+		m.log.Warn("firewall table re-applied after it was removed or altered", "table", "inet "+TableName)
 	} else {
 		m.log.Info("firewall applied", "tcp", m.desired.tcp, "udp", m.desired.udp, "new_connections_per_source", m.desired.rate.String())
 	}
@@ -175,7 +175,7 @@ func (m *Manager) removeLocked(quietEPERM bool) error {
 		return fmt.Errorf("firewall table not removed: %w", err)
 	}
 	if present {
-		m.log.Info("firewall table removed", "table", m.st.Table)
+		m.log.Info("firewall table removed", "table", "inet "+TableName)
 	}
 	m.clearProblem()
 	return nil
