@@ -116,7 +116,7 @@ func (d *decoder) value(p toml.Primitive, k Key, f reflect.Value) {
 	}
 	if isText(f) {
 		if _, ok := raw.(string); !ok {
-			d.fail(k, "must be a %s, not %s", describe(f.Type()), tomlType(raw))
+			d.fail(k, "must be %s, not %s", article(describe(f.Type())), tomlType(raw))
 			return
 		}
 	}
@@ -126,7 +126,7 @@ func (d *decoder) value(p toml.Primitive, k Key, f reflect.Value) {
 		if errors.As(err, &pe) && isText(f) {
 			d.fail(k, "%s", pe.Message)
 		} else {
-			d.fail(k, "must be a %s, not %s", describe(f.Type()), tomlType(raw))
+			d.fail(k, "must be %s, not %s", article(describe(f.Type())), tomlType(raw))
 		}
 		return
 	}
@@ -181,6 +181,13 @@ func describe(t reflect.Type) string {
 		return "list of " + describe(t.Elem()) + "s"
 	}
 	return t.String()
+}
+
+func article(s string) string {
+	if strings.IndexByte("aeiou", s[0]) >= 0 {
+		return "an " + s
+	}
+	return "a " + s
 }
 
 func tomlType(v any) string {

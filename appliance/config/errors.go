@@ -101,12 +101,41 @@ func (c *Config) locate(key Key) int {
 			if _, err := toml.Decode(prefix, &m); err != nil {
 				continue
 			}
-			if lookup(m, k) {
-				return startOf(lines, n, k)
+			v, ok := lookup(m, k)
+			if !ok {
+				continue
 			}
+			if _, isIndex := k[len(k)-1].(int); isIndex {
+				if _, isTable := v.(map[string]any); !isTable {
+					// An element of a value list: the list is complete only at
+					// its last line, so find the element's own line in it.
+					return elementLine(lines, startOf(lines, n, k[:len(k)-1]), n, v)
+				}
+			}
+			return startOf(lines, n, k)
 		}
 	}
 	return 0
+}
+
+// elementLine finds the line, between the list's first and last, holding
+// element v; failing that, the list's first line.
+func elementLine(lines []string, first, last int, v any) int {
+	var text string
+	switch v := v.(type) {
+	case string:
+		text = v
+	case int64:
+		text = strconv.FormatInt(v, 10)
+	default:
+		return first
+	}
+	for i := first - 1; i <= last && i < len(lines); i++ {
+		if strings.Contains(lines[i], text) && (i > first-1 || strings.Count(lines[i], text) == 1) {
+			return i + 1
+		}
+	}
+	return first
 }
 
 // startOf walks back from line n (0-based, where the value became complete)
@@ -125,33 +154,33 @@ func startOf(lines []string, n int, k Key) int {
 	return n + 1
 }
 
-func lookup(v any, k Key) bool {
+func lookup(v any, k Key) (any, bool) {
 	for _, p := range k {
 		switch p := p.(type) {
 		case string:
 			m, ok := v.(map[string]any)
 			if !ok {
-				return false
+				return nil, false
 			}
 			if v, ok = m[p]; !ok {
-				return false
+				return nil, false
 			}
 		case int:
 			switch a := v.(type) {
 			case []map[string]any:
 				if p >= len(a) {
-					return false
+					return nil, false
 				}
 				v = a[p]
 			case []any:
 				if p >= len(a) {
-					return false
+					return nil, false
 				}
 				v = a[p]
 			default:
-				return false
+				return nil, false
 			}
 		}
 	}
-	return true
+	return v, true
 }
