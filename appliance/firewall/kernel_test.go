@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -277,6 +278,7 @@ func TestSelfHeal(t *testing.T) {
 // table back: the timer here would take an hour.
 func TestSelfHealOnEvent(t *testing.T) {
 	l := newLab(t)
+	base := runtime.NumGoroutine()
 	m := l.manager(t, WithHealInterval(time.Hour))
 	if err := m.Update(testConfig()); err != nil {
 		t.Fatal(err)
@@ -291,6 +293,11 @@ func TestSelfHealOnEvent(t *testing.T) {
 			return m.Status().Reapplied == int64(i+1) && l.hasTable(t)
 		})
 	}
+	// Close ends the watcher and the event subscription.
+	m.Close()
+	eventually(t, 5*time.Second, "goroutines back to where they were", func() bool {
+		return runtime.NumGoroutine() <= base
+	})
 }
 
 func TestRemoveAndOtherTables(t *testing.T) {
