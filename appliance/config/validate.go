@@ -91,6 +91,8 @@ func (c *Config) validate() []fieldError {
 		}
 	}
 
+	c.TLS.CertFile = expandCredentials(c.TLS.CertFile)
+	c.TLS.KeyFile = expandCredentials(c.TLS.KeyFile)
 	t := c.TLS
 	switch t.Mode {
 	case TLSOff:

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"crypto/tls"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/control"
 	"github.com/firehose/firehose/appliance/listen"
+	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
 )
 
@@ -34,7 +37,14 @@ const ShutdownTimeout = 10 * time.Second
 // Prepare loads path and runs every check that start and reload share, so a
 // config that passes `firehosectl check` is one the daemon accepts.
 func Prepare(path string) (*config.Config, error) {
-	return config.Load(path)
+	c, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsconf.Check(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Daemon is one running appliance.
@@ -48,6 +58,7 @@ type Daemon struct {
 	lastReload atomic.Pointer[apitype.Reload]
 
 	broker  *broker.Broker
+	tls     *tlsconf.Manager
 	control *control.Server
 }
 
@@ -108,22 +119,36 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{log: log, path: path, started: time.Now()}
 	d.cfg.Store(cfg)
 
+	if d.tls, err = tlsconf.New(cfg, log.With("component", "tls")); err != nil {
+		return nil, err
+	}
 	inherited, err := listen.Inherited()
 	if err != nil {
 		return nil, err
 	}
-	sockets, err := listen.Open(listenerSpecs(cfg), inherited, log)
+	sockets, err := listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log)
 	if err != nil {
 		return nil, err
 	}
+	byName := map[string]net.Addr{}
+	for _, s := range sockets {
+		byName[s.Name] = s.Addr()
+	}
+	// ACME answers its challenges on these very sockets (80 and 443).
+	d.tls.SetListenerAddrs(byName["ws"], byName["wss"])
+
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
 	for _, s := range sockets {
 		l := listen.Resilient(s.Listener, log)
 		switch s.Name {
 		case "mqtt":
 			err = d.broker.ServeMQTT(s.Name, l, s.Source, false)
+		case "mqtts":
+			err = d.broker.ServeMQTT(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true)
 		case "ws":
-			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, nil)
+			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, d.tls.HTTPHandler)
+		case "wss":
+			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, nil)
 		}
 		if err != nil {
 			return nil, err
@@ -132,20 +157,31 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	if err := d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
+	if err := d.tls.Start(context.Background()); err != nil {
+		_ = d.broker.Close(ShutdownTimeout)
+		return nil, err
+	}
 	d.control, err = control.Listen(cfg.Control.Socket, d, log)
 	if err != nil {
+		d.tls.Close()
 		_ = d.broker.Close(ShutdownTimeout)
 		return nil, err
 	}
 	return d, nil
 }
 
-// listenerSpecs names the sockets the config asks for.
-func listenerSpecs(c *config.Config) []listen.Spec {
-	return []listen.Spec{
+// listenerSpecs names the sockets the config asks for. The TLS listeners
+// exist only with TLS on; a socket systemd hands over for them otherwise is
+// closed by listen.Open, with a log line.
+func listenerSpecs(c *config.Config, tlsOn bool) []listen.Spec {
+	specs := []listen.Spec{
 		{Name: "mqtt", Addr: c.Broker.MQTT},
 		{Name: "ws", Addr: c.Broker.Websocket},
 	}
+	if tlsOn {
+		specs = append(specs, listen.Spec{Name: "mqtts", Addr: c.Broker.MQTTS}, listen.Spec{Name: "wss", Addr: c.Broker.WebsocketTLS})
+	}
+	return specs
 }
 
 // Reload re-reads the config file and applies it without dropping clients.
@@ -177,6 +213,10 @@ func (d *Daemon) reload() error {
 	if err := fixed(old, next); err != nil {
 		return err
 	}
+	// The only step that can still fail; it changes nothing when it does.
+	if err := d.tls.Update(next); err != nil {
+		return err
+	}
 	d.broker.Apply(broker.SettingsFrom(next))
 	d.cfg.Store(next)
 	return nil
@@ -206,6 +246,7 @@ func fixed(old, next *config.Config) error {
 func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
 	d.control.Close()
+	d.tls.Close()
 	err := d.broker.Close(ShutdownTimeout)
 	if err != nil {
 		d.log.Error("shutdown", "error", err)
@@ -233,6 +274,8 @@ func (d *Daemon) Status() *apitype.Status {
 	for _, p := range cfg.Publishers {
 		st.Publishers = append(st.Publishers, p.Username)
 	}
+	st.TLS = d.tls.Status()
+	st.Reasons = append(st.Reasons, d.tls.Problems()...)
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
 	}

@@ -84,7 +84,7 @@ func Open(specs []Spec, inherited map[string][]net.Listener, log *slog.Logger) (
 			continue
 		}
 		for _, l := range inherited[name] {
-			log.Warn("closing a socket systemd handed over: nothing is configured to serve it", "name", name, "address", l.Addr().String())
+			log.Warn("closing a socket systemd handed over: nothing is configured to serve it (mqtts and wss are served only when [tls] mode is not \"off\")", "name", name, "address", l.Addr().String())
 			l.Close()
 		}
 	}
