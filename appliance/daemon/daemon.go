@@ -7,9 +7,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"os"
