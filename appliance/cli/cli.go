@@ -51,7 +51,7 @@ func Main(args []string) int {
 		Reader:    Stdin,
 		Commands: []*cli.Command{
 			serveCommand(), checkCommand(), statusCommand(), reloadCommand(),
-			subCommand(), passwdCommand(), versionCommand(),
+			subCommand(), passwdCommand(), versionCommand(), firewallCommand(),
 		},
 		HideVersion:          true,
 		EnableBashCompletion: true,

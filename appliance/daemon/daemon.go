@@ -26,6 +26,7 @@ import (
 	"github.com/firehose/firehose/appliance/broker"
 	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/control"
+	"github.com/firehose/firehose/appliance/firewall"
 	"github.com/firehose/firehose/appliance/listen"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
@@ -59,6 +60,7 @@ type Daemon struct {
 
 	broker  *broker.Broker
 	tls     *tlsconf.Manager
+	fw      *firewall.Manager
 	control *control.Server
 }
 
@@ -154,6 +156,12 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	// Before READY, so a host is never serving without its rules; a host
+	// where it cannot apply (no CAP_NET_ADMIN) still serves, degraded.
+	d.fw = firewall.NewManager(log.With("component", "firewall"))
+	if err := d.fw.Update(cfg); err != nil {
+		log.Warn("firewall", "error", err)
+	}
 	if err := d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
@@ -218,6 +226,10 @@ func (d *Daemon) reload() error {
 		return err
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
+	if err := d.fw.Update(next); err != nil {
+		// The config is good; the kernel refused. Status shows it.
+		d.log.Warn("firewall", "error", err)
+	}
 	d.cfg.Store(next)
 	return nil
 }
@@ -247,6 +259,7 @@ func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
 	d.control.Close()
 	d.tls.Close()
+	d.fw.Close() // the table stays: a restart must not open the host
 	err := d.broker.Close(ShutdownTimeout)
 	if err != nil {
 		d.log.Error("shutdown", "error", err)
@@ -276,6 +289,8 @@ func (d *Daemon) Status() *apitype.Status {
 	}
 	st.TLS = d.tls.Status()
 	st.Reasons = append(st.Reasons, d.tls.Problems()...)
+	st.Firewall = d.fw.Status()
+	st.Reasons = append(st.Reasons, d.fw.Problems()...)
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
 	}
