@@ -116,7 +116,8 @@ func freePort() (string, error) {
 }
 
 // launch starts argv with output to a log file and waits for readiness.
-func launch(ctx context.Context, name, dir string, mqtt, ws string, argv ...string) (*instance, error) {
+// env is added to the bench's own environment (tuning knobs such as GOGC).
+func launch(ctx context.Context, name, dir string, mqtt, ws string, env []string, argv ...string) (*instance, error) {
 	logPath := filepath.Join(dir, name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -125,6 +126,9 @@ func launch(ctx context.Context, name, dir string, mqtt, ws string, argv ...stri
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Die with the bench, even on SIGKILL of the bench.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -254,7 +258,7 @@ func (m *mosquitto) Start(ctx context.Context, dir string) (*instance, error) {
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
-		return launch(ctx, "mosquitto", dir, mq, ws, m.bin, "-c", confPath)
+		return launch(ctx, "mosquitto", dir, mq, ws, nil, m.bin, "-c", confPath)
 	})
 }
 
@@ -263,11 +267,12 @@ type appliance struct {
 	bin     string
 	version string
 	hash    string
+	env     []string // extra environment, e.g. GOGC=200 for a knob trial
 }
 
 // newAppliance builds ./cmd/firehosectl from the module root into tmp,
 // unless bin names a prebuilt binary.
-func newAppliance(ctx context.Context, root, bin, tmp string) (*appliance, error) {
+func newAppliance(ctx context.Context, root, bin, tmp string, env []string) (*appliance, error) {
 	if bin == "" {
 		if _, err := os.Stat(filepath.Join(root, "cmd", "firehosectl")); err != nil {
 			return nil, fmt.Errorf("no ./cmd/firehosectl in %s yet", root)
@@ -289,7 +294,10 @@ func newAppliance(ctx context.Context, root, bin, tmp string) (*appliance, error
 	if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
 		v = "tree " + strings.TrimSpace(string(out))
 	}
-	return &appliance{bin: bin, version: v, hash: string(h)}, nil
+	if len(env) > 0 {
+		v += " with " + strings.Join(env, " ")
+	}
+	return &appliance{bin: bin, version: v, hash: string(h), env: env}, nil
 }
 
 func (a *appliance) Name() string    { return "appliance" }
@@ -331,6 +339,6 @@ topics = ["bench/#"]
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
-		return launch(ctx, "appliance", dir, mq, ws, a.bin, "serve", "--config", confPath)
+		return launch(ctx, "appliance", dir, mq, ws, a.env, a.bin, "serve", "--config", confPath)
 	})
 }

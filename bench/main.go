@@ -48,6 +48,7 @@ type config struct {
 	maxTime     time.Duration
 	out         string
 	applianceBn string
+	applEnv     string
 	mosquitto   string
 }
 
@@ -79,6 +80,7 @@ func run() error {
 	flag.DurationVar(&c.maxTime, "max-time", 30*time.Minute, "bound on the whole bench; remaining runs are skipped")
 	flag.StringVar(&c.out, "out", "bench/results", "directory for JSON and SVG (relative to the module root)")
 	flag.StringVar(&c.applianceBn, "appliance-bin", "", "prebuilt firehosectl; default: go build ./cmd/firehosectl")
+	flag.StringVar(&c.applEnv, "appliance-env", "", "extra environment for the appliance, comma-separated (GOGC=200,GOMAXPROCS=1): knob trials")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
 	flag.Parse()
 	if c.quick {
@@ -124,7 +126,11 @@ func run() error {
 		var b broker
 		switch strings.TrimSpace(name) {
 		case "appliance":
-			b, err = newAppliance(ctx, root, c.applianceBn, tmp)
+			var env []string
+			if c.applEnv != "" {
+				env = strings.Split(c.applEnv, ",")
+			}
+			b, err = newAppliance(ctx, root, c.applianceBn, tmp, env)
 		case "mosquitto":
 			b, err = newMosquitto(c.mosquitto)
 		default:
