@@ -27,6 +27,7 @@ import (
 	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/control"
 	"github.com/firehose/firehose/appliance/firewall"
+	"github.com/firehose/firehose/appliance/gerrit"
 	"github.com/firehose/firehose/appliance/listen"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
@@ -42,7 +43,7 @@ func Prepare(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := tlsconf.Check(c); err != nil {
+	if err := errors.Join(tlsconf.Check(c), gerrit.Check(c)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -61,6 +62,7 @@ type Daemon struct {
 	broker  *broker.Broker
 	tls     *tlsconf.Manager
 	fw      *firewall.Manager
+	gerrit  *gerrit.Sources
 	control *control.Server
 }
 
@@ -165,12 +167,16 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	if err := d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
+	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))
+	d.gerrit.Update(cfg.Gerrit)
 	if err := d.tls.Start(context.Background()); err != nil {
+		d.gerrit.Close()
 		_ = d.broker.Close(ShutdownTimeout)
 		return nil, err
 	}
 	d.control, err = control.Listen(cfg.Control.Socket, d, log)
 	if err != nil {
+		d.gerrit.Close()
 		d.tls.Close()
 		_ = d.broker.Close(ShutdownTimeout)
 		return nil, err
@@ -226,6 +232,7 @@ func (d *Daemon) reload() error {
 		return err
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
+	d.gerrit.Update(next.Gerrit)
 	if err := d.fw.Update(next); err != nil {
 		// The config is good; the kernel refused. Status shows it.
 		d.log.Warn("firewall", "error", err)
@@ -258,6 +265,7 @@ func fixed(old, next *config.Config) error {
 func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
 	d.control.Close()
+	d.gerrit.Close() // saves each stream's position before the broker goes
 	d.tls.Close()
 	d.fw.Close() // the table stays: a restart must not open the host
 	err := d.broker.Close(ShutdownTimeout)
@@ -289,6 +297,8 @@ func (d *Daemon) Status() *apitype.Status {
 	}
 	st.TLS = d.tls.Status()
 	st.Reasons = append(st.Reasons, d.tls.Problems()...)
+	st.Gerrit = d.gerrit.Status()
+	st.Reasons = append(st.Reasons, d.gerrit.Problems()...)
 	st.Firewall = d.fw.Status()
 	st.Reasons = append(st.Reasons, d.fw.Problems()...)
 	if r := st.LastReload; r != nil && !r.OK {
