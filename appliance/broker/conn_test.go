@@ -47,9 +47,8 @@ func TestFramerLimits(t *testing.T) {
 	}
 }
 
-// FuzzFramer: the framer agrees with mochi's decoder on where packets end:
-// any stream of real packets fed in any split passes at a limit of the
-// largest packet, and never panics on garbage.
+// FuzzFramer: no stream, split anywhere, panics the framer or makes it
+// read past a length field; real packets are covered by TestFramerLimits.
 func FuzzFramer(f *testing.F) {
 	f.Add([]byte{0x30, 0x05, 0, 1, 'a', 'x', 'y'}, uint8(3))
 	f.Add(encode(f, 200), uint8(1))
