@@ -79,6 +79,52 @@ func printStatus(st *apitype.Status) {
 	for _, l := range st.Listeners {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", l.Name, l.Address, l.Source, yesNo(l.TLS), l.Clients)
 	}
+	if len(st.Gerrit) > 0 {
+		fmt.Fprintf(w, "\nGERRIT\tSERVER\tSTATE\tSINCE\tLAST EVENT\tPUBLISHED\tREPLAYED\tDUPLICATES\tBAD LINES\tRECONNECTS\n")
+		for _, g := range st.Gerrit {
+			state := g.State
+			if g.LastError != "" && g.State != apitype.GerritStreaming {
+				state += " (" + g.LastError + ")"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", g.Name, g.Server, state, ago(g.ConnectedSince), ago(g.LastEvent),
+				g.EventsPublished, g.Replayed, g.DuplicatesSkipped, g.ParseErrors+g.LinesTooLong, g.Reconnects)
+		}
+	}
+	if t := st.TLS; t != nil {
+		fmt.Fprintf(w, "\ntls:\t%s\n", t.Mode)
+		for _, c := range t.Certificates {
+			fmt.Fprintf(w, "  certificate:\t%s\tissuer %s\texpires %s\n", strings.Join(c.Names, ","), c.Issuer, c.NotAfter.Format(time.RFC3339))
+		}
+		for _, p := range t.Pending {
+			fmt.Fprintf(w, "  pending:\t%s\n", p)
+		}
+		if e := t.LastACMEError; e != nil {
+			fmt.Fprintf(w, "  last acme error:\t%s\t%s: %s\n", e.Time.Format(time.RFC3339), e.Domain, e.Error)
+		}
+	}
+	if f := st.Firewall; f != nil {
+		state := "disabled"
+		if f.Enabled {
+			state = "not in place"
+			if f.InPlace {
+				state = "in place"
+			}
+		}
+		fmt.Fprintf(w, "\nfirewall:\t%s (table inet %s)\n", state, f.Table)
+		if !f.LastApplied.IsZero() {
+			fmt.Fprintf(w, "  last applied:\t%s\treapplied %d times\n", f.LastApplied.Format(time.RFC3339), f.Reapplied)
+		}
+		if f.LastError != "" {
+			fmt.Fprintf(w, "  last error:\t%s\n", f.LastError)
+		}
+	}
+}
+
+func ago(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return time.Since(*t).Round(time.Second).String() + " ago"
 }
 
 func orNone(s string) string {
