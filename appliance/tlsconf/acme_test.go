@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,85 +15,18 @@ import (
 	"time"
 
 	"github.com/firehose/firehose/appliance/config"
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/firehose/firehose/appliance/tlsconf/tlstest"
 )
 
 // obtainTimeout bounds one certificate order against the in-process Pebble;
 // it takes a few seconds on an idle machine.
 const obtainTimeout = 60 * time.Second
 
-// pebble is a real ACME CA running in the test process.
-type pebble struct {
-	dir       string         // directory URL
-	caRoot    string         // file: the root of the directory's own HTTPS certificate
-	rootsPool *x509.CertPool // roots of the certificates Pebble issues
-	srv       *httptest.Server
-}
-
-// startPebble runs Pebble whose validation authority checks HTTP-01 on
-// httpPort and TLS-ALPN-01 on tlsPort of whatever "localhost" resolves to.
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0") // no random badNonce retries
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	logger := log.New(w, "pebble ", 0)
-
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
-	validator := va.New(logger, httpPort, tlsPort, false, "", store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.test"}, false, false, 0, 0)
-	srv := httptest.NewTLSServer(front.Handler())
-	t.Cleanup(srv.Close)
-
-	dir := t.TempDir()
-	caRoot := writeFile(t, dir, "acme-ca-root.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-
-	// The root that issued certificates chain to, fetched the way an
-	// operator would: from Pebble's management interface.
-	mgmt := httptest.NewTLSServer(front.ManagementHandler())
-	defer mgmt.Close()
-	resp, err := mgmt.Client().Get(mgmt.URL + wfe.RootCertPath + "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("pebble root: %v %s", err, resp.Status)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(body) {
-		t.Fatalf("pebble root is not PEM: %q", body)
-	}
-	return &pebble{dir: srv.URL + wfe.DirectoryPath, caRoot: caRoot, rootsPool: pool, srv: srv}
-}
-
-// localhostListener listens where Pebble will connect for "localhost": the
-// first address the system resolver gives, as Pebble's VA uses that one.
-func localhostListener(t *testing.T) net.Listener {
-	t.Helper()
-	addrs, err := net.DefaultResolver.LookupHost(t.Context(), "localhost")
-	if err != nil || len(addrs) == 0 {
-		t.Fatalf("resolving localhost: %v %v", addrs, err)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
-func acmeConfigBody(p *pebble, websocket, websocketTLS string) string {
+func acmeConfigBody(p *tlstest.Pebble, websocket, websocketTLS string) string {
 	return fmt.Sprintf("websocket = %q\nwebsocket_tls = %q\n[tls]\nmode = \"acme\"\ndomains = [\"localhost\"]\nemail = \"ops@firehose.test\"\nacme_ca = %q\nacme_ca_root = %q\n",
-		websocket, websocketTLS, p.dir, p.caRoot)
+		websocket, websocketTLS, p.DirectoryURL, p.CARootFile)
 }
 
 // waitCert waits until m serves a certificate, failing on timeout or on the
@@ -117,18 +47,18 @@ func waitCert(t *testing.T, m *Manager) {
 
 // checkServedByPebble proves TLSConfig serves the obtained certificate to a
 // client that trusts only Pebble's root.
-func checkServedByPebble(t *testing.T, m *Manager, p *pebble) *x509.Certificate {
+func checkServedByPebble(t *testing.T, m *Manager, p *tlstest.Pebble) *x509.Certificate {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	serveEcho(t, tls.NewListener(ln, m.TLSConfig()))
-	c := dial(t, ln.Addr().String(), p.rootsPool)
+	c := dial(t, ln.Addr().String(), p.Roots)
 	echo(t, c, "over an ACME certificate")
 	leaf := c.ConnectionState().PeerCertificates[0]
 	st := m.Status()
-	if st.Mode != "acme" || len(st.Certificates) != 1 || len(st.Pending) != 0 || st.ACMECA != p.dir {
+	if st.Mode != "acme" || len(st.Certificates) != 1 || len(st.Pending) != 0 || st.ACMECA != p.DirectoryURL {
 		t.Fatalf("status = %+v", st)
 	}
 	sc := st.Certificates[0]
@@ -150,8 +80,8 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
 
 func TestACMEHTTP01(t *testing.T) {
-	port80 := localhostListener(t) // stands in for the plain websocket listener
-	p := startPebble(t, port(port80), 1)
+	port80 := tlstest.ListenLocalhost(t) // stands in for the plain websocket listener
+	p := tlstest.StartPebble(t, port(port80), 1)
 	stateDir := t.TempDir()
 	// websocket_tls off: no TLS-ALPN-01, so the order can only pass over HTTP-01.
 	c := parseConfig(t, stateDir, acmeConfigBody(p, port80.Addr().String(), ""))
@@ -200,11 +130,11 @@ func TestACMEHTTP01(t *testing.T) {
 	}
 
 	leaf := checkServedByPebble(t, m, p)
+	checkValidatedBy(t, p, leaf, "http-01")
 
 	// A renewal that fails (the CA is gone) keeps the certificate serving and
 	// shows in status.
-	p.srv.CloseClientConnections()
-	p.srv.Close()
+	p.Stop()
 	src := (*m.src.Load()).(*acmeSource)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -224,7 +154,7 @@ func TestACMEHTTP01(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveEcho(t, tls.NewListener(ln, m.TLSConfig()))
-	again := dial(t, ln.Addr().String(), p.rootsPool)
+	again := dial(t, ln.Addr().String(), p.Roots)
 	if got := peerSerial(again); got.Cmp(leaf.SerialNumber) != 0 {
 		t.Errorf("after failed renewal served serial %v, want the current %v", got, leaf.SerialNumber)
 	}
@@ -245,14 +175,14 @@ func TestACMEHTTP01(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveEcho(t, tls.NewListener(ln2, m2.TLSConfig()))
-	if got := peerSerial(dial(t, ln2.Addr().String(), p.rootsPool)); got.Cmp(leaf.SerialNumber) != 0 {
+	if got := peerSerial(dial(t, ln2.Addr().String(), p.Roots)); got.Cmp(leaf.SerialNumber) != 0 {
 		t.Errorf("after restart served serial %v, want %v from storage", got, leaf.SerialNumber)
 	}
 }
 
 func TestACMETLSALPN01(t *testing.T) {
-	port443 := localhostListener(t) // stands in for the websocket_tls listener
-	p := startPebble(t, 1, port(port443))
+	port443 := tlstest.ListenLocalhost(t) // stands in for the websocket_tls listener
+	p := tlstest.StartPebble(t, 1, port(port443))
 	stateDir := t.TempDir()
 	// websocket off: no HTTP-01, so the order can only pass over TLS-ALPN-01.
 	// websocket_tls as an operator writes it; the real socket is told below.
@@ -293,12 +223,21 @@ func TestACMETLSALPN01(t *testing.T) {
 	if challenges.Load() == 0 {
 		t.Fatal("a certificate was issued but no TLS-ALPN-01 handshake reached our listener")
 	}
-	checkServedByPebble(t, m, p)
+	checkValidatedBy(t, p, checkServedByPebble(t, m, p), "tls-alpn-01")
+}
+
+// checkValidatedBy asks Pebble which challenge authorized leaf's order.
+func checkValidatedBy(t *testing.T, p *tlstest.Pebble, leaf *x509.Certificate, want string) {
+	t.Helper()
+	got, err := p.ValidatedBy(leaf.SerialNumber)
+	if err != nil || len(got) != 1 || got["localhost"] != want {
+		t.Errorf("Pebble says the order was validated by %v (%v), want localhost: %s", got, err, want)
+	}
 }
 
 func TestCheckACME(t *testing.T) {
 	dir := t.TempDir()
-	notPEM := writeFile(t, dir, "roots.txt", []byte("no certificates here\n"))
+	notPEM := tlstest.WriteFile(t, dir, "roots.txt", []byte("no certificates here\n"))
 	for _, tc := range []struct {
 		name, body, want string
 	}{
@@ -348,9 +287,9 @@ func TestUpdateACME(t *testing.T) {
 	}
 
 	// Both modes keep the same listeners, so switching between them is a reload.
-	ca := newCA(t)
-	cp, kp, _ := ca.issue(t, 30*24*time.Hour)
-	if err := m.Update(filesConfig(t, dir, writeFile(t, dir, "c.pem", cp), writeFile(t, dir, "k.pem", kp))); err != nil {
+	ca := tlstest.NewCA(t)
+	cp, kp, _ := ca.Issue(t, 30*24*time.Hour)
+	if err := m.Update(filesConfig(t, dir, tlstest.WriteFile(t, dir, "c.pem", cp), tlstest.WriteFile(t, dir, "k.pem", kp))); err != nil {
 		t.Fatal(err)
 	}
 	if st := m.Status(); st.Mode != "files" || len(st.Certificates) != 1 || m.Problems() != nil {

@@ -3,7 +3,6 @@ package tlsconf
 import (
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/firehose/firehose/appliance/config"
+	"github.com/firehose/firehose/appliance/tlsconf/tlstest"
 )
 
 func listenTLS(t *testing.T, m *Manager) string {
@@ -32,9 +32,9 @@ func listenTLS(t *testing.T, m *Manager) string {
 
 func TestFilesServeReloadAndReject(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	cert1, key1, leaf1 := ca.issue(t, 90*24*time.Hour)
-	c := filesConfig(t, dir, writeFile(t, dir, "c1.pem", cert1), writeFile(t, dir, "k1.pem", key1))
+	ca := tlstest.NewCA(t)
+	cert1, key1, leaf1 := ca.Issue(t, 90*24*time.Hour)
+	c := filesConfig(t, dir, tlstest.WriteFile(t, dir, "c1.pem", cert1), tlstest.WriteFile(t, dir, "k1.pem", key1))
 	if err := Check(c); err != nil {
 		t.Fatal(err)
 	}
@@ -51,19 +51,19 @@ func TestFilesServeReloadAndReject(t *testing.T) {
 	}
 	addr := listenTLS(t, m)
 
-	old := dial(t, addr, ca.pool)
+	old := dial(t, addr, ca.Pool)
 	if got := peerSerial(old); got.Cmp(leaf1.SerialNumber) != 0 {
 		t.Fatalf("served serial %v, want %v", got, leaf1.SerialNumber)
 	}
 	echo(t, old, "before reload")
 
 	// Reload with a new pair: new connections get it, the old one carries on.
-	cert2, key2, leaf2 := ca.issue(t, 60*24*time.Hour)
-	c2 := filesConfig(t, dir, writeFile(t, dir, "c2.pem", cert2), writeFile(t, dir, "k2.pem", key2))
+	cert2, key2, leaf2 := ca.Issue(t, 60*24*time.Hour)
+	c2 := filesConfig(t, dir, tlstest.WriteFile(t, dir, "c2.pem", cert2), tlstest.WriteFile(t, dir, "k2.pem", key2))
 	if err := m.Update(c2); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	fresh := dial(t, addr, ca.pool)
+	fresh := dial(t, addr, ca.Pool)
 	if got := peerSerial(fresh); got.Cmp(leaf2.SerialNumber) != 0 {
 		t.Fatalf("after reload served serial %v, want %v", got, leaf2.SerialNumber)
 	}
@@ -72,10 +72,10 @@ func TestFilesServeReloadAndReject(t *testing.T) {
 
 	// A pair that does not match, and a file that is not a certificate, are
 	// refused by name and change nothing.
-	cert3, _, _ := ca.issue(t, 30*24*time.Hour)
+	cert3, _, _ := ca.Issue(t, 30*24*time.Hour)
 	bad := map[string]*config.Config{
-		"mismatch":    filesConfig(t, dir, writeFile(t, dir, "c3.pem", cert3), writeFile(t, dir, "k3.pem", key2)),
-		"garbagecert": filesConfig(t, dir, writeFile(t, dir, "c4.pem", []byte("not a certificate\n")), writeFile(t, dir, "k4.pem", key2)),
+		"mismatch":    filesConfig(t, dir, tlstest.WriteFile(t, dir, "c3.pem", cert3), tlstest.WriteFile(t, dir, "k3.pem", key2)),
+		"garbagecert": filesConfig(t, dir, tlstest.WriteFile(t, dir, "c4.pem", []byte("not a certificate\n")), tlstest.WriteFile(t, dir, "k4.pem", key2)),
 	}
 	wantErr := map[string]*regexp.Regexp{
 		"mismatch":    regexp.MustCompile(`firehose\.toml:6: tls\.key_file: .*k3\.pem does not match the certificate in .*c3\.pem \(for localhost, 127\.0\.0\.1, ::1\)`),
@@ -86,7 +86,7 @@ func TestFilesServeReloadAndReject(t *testing.T) {
 		if err == nil || !wantErr[name].MatchString(err.Error()) {
 			t.Errorf("%s: Update error = %v, want match %v", name, err, wantErr[name])
 		}
-		if got := peerSerial(dial(t, addr, ca.pool)); got.Cmp(leaf2.SerialNumber) != 0 {
+		if got := peerSerial(dial(t, addr, ca.Pool)); got.Cmp(leaf2.SerialNumber) != 0 {
 			t.Errorf("%s: after rejected reload served serial %v, want %v", name, got, leaf2.SerialNumber)
 		}
 	}
@@ -111,7 +111,7 @@ func TestFilesServeReloadAndReject(t *testing.T) {
 
 func TestFilesExpiry(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
+	ca := tlstest.NewCA(t)
 	for _, tc := range []struct {
 		name     string
 		validFor time.Duration
@@ -123,8 +123,8 @@ func TestFilesExpiry(t *testing.T) {
 		{"expired", -2*24*time.Hour - time.Hour, "tls: certificate for localhost, 127.0.0.1, ::1 expired 2 days ago"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cp, kp, _ := ca.issue(t, tc.validFor)
-			m, err := New(filesConfig(t, dir, writeFile(t, dir, tc.name+".c", cp), writeFile(t, dir, tc.name+".k", kp)), nil)
+			cp, kp, _ := ca.Issue(t, tc.validFor)
+			m, err := New(filesConfig(t, dir, tlstest.WriteFile(t, dir, tc.name+".c", cp), tlstest.WriteFile(t, dir, tc.name+".k", kp)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,11 +139,11 @@ func TestFilesExpiry(t *testing.T) {
 
 func TestCheckFiles(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	cp, kp, _ := ca.issue(t, 24*time.Hour)
-	cert := writeFile(t, dir, "cert.pem", cp)
-	key := writeFile(t, dir, "key.pem", kp)
-	_, otherKey, _ := ca.issue(t, 24*time.Hour)
+	ca := tlstest.NewCA(t)
+	cp, kp, _ := ca.Issue(t, 24*time.Hour)
+	cert := tlstest.WriteFile(t, dir, "cert.pem", cp)
+	key := tlstest.WriteFile(t, dir, "key.pem", kp)
+	_, otherKey, _ := ca.Issue(t, 24*time.Hour)
 	for _, tc := range []struct {
 		name       string
 		cert, key  string
@@ -151,10 +151,10 @@ func TestCheckFiles(t *testing.T) {
 	}{
 		{"good", cert, key, ""},
 		{"swapped", key, cert, `:5: tls\.cert_file: .*key\.pem holds no PEM certificate`},
-		{"otherkey", cert, writeFile(t, dir, "other.pem", otherKey), `:6: tls\.key_file: .*other\.pem does not match`},
-		{"badkey", cert, writeFile(t, dir, "bad.pem", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")), `:6: tls\.key_file: .*bad\.pem: the private key does not parse`},
-		{"badcert", writeFile(t, dir, "badc.pem", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")), key, `:5: tls\.cert_file: .*badc\.pem: certificate 1 does not parse`},
-		{"chain", writeFile(t, dir, "chain.pem", append(append([]byte{}, cp...), pemCA(ca)...)), key, ""},
+		{"otherkey", cert, tlstest.WriteFile(t, dir, "other.pem", otherKey), `:6: tls\.key_file: .*other\.pem does not match`},
+		{"badkey", cert, tlstest.WriteFile(t, dir, "bad.pem", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")), `:6: tls\.key_file: .*bad\.pem: the private key does not parse`},
+		{"badcert", tlstest.WriteFile(t, dir, "badc.pem", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")), key, `:5: tls\.cert_file: .*badc\.pem: certificate 1 does not parse`},
+		{"chain", tlstest.WriteFile(t, dir, "chain.pem", append(append([]byte{}, cp...), ca.PEM()...)), key, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Check(filesConfig(t, dir, tc.cert, tc.key))
@@ -172,15 +172,11 @@ func TestCheckFiles(t *testing.T) {
 	}
 }
 
-func pemCA(ca *testCA) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
-}
-
 func TestModeSwitchRefused(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	cp, kp, _ := ca.issue(t, 24*time.Hour)
-	files := filesConfig(t, dir, writeFile(t, dir, "c.pem", cp), writeFile(t, dir, "k.pem", kp))
+	ca := tlstest.NewCA(t)
+	cp, kp, _ := ca.Issue(t, 24*time.Hour)
+	files := filesConfig(t, dir, tlstest.WriteFile(t, dir, "c.pem", cp), tlstest.WriteFile(t, dir, "k.pem", kp))
 	off := parseConfig(t, dir, "")
 
 	m, err := New(off, nil)
@@ -218,9 +214,9 @@ func TestModeSwitchRefused(t *testing.T) {
 
 func TestALPNAndVersion(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	cp, kp, _ := ca.issue(t, 24*time.Hour)
-	m, err := New(filesConfig(t, dir, writeFile(t, dir, "c.pem", cp), writeFile(t, dir, "k.pem", kp)), nil)
+	ca := tlstest.NewCA(t)
+	cp, kp, _ := ca.Issue(t, 24*time.Hour)
+	m, err := New(filesConfig(t, dir, tlstest.WriteFile(t, dir, "c.pem", cp), tlstest.WriteFile(t, dir, "k.pem", kp)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,13 +233,13 @@ func TestALPNAndVersion(t *testing.T) {
 		{[]string{"mqtt"}, ""}, // unknown to us: served without ALPN, not refused
 		{[]string{"h2", "http/1.1"}, "http/1.1"},
 	} {
-		c := dial(t, addr, ca.pool, tc.offer...)
+		c := dial(t, addr, ca.Pool, tc.offer...)
 		if got := c.ConnectionState().NegotiatedProtocol; got != tc.want {
 			t.Errorf("offer %q: negotiated %q, want %q", tc.offer, got, tc.want)
 		}
 		echo(t, c, "alpn")
 	}
-	_, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
+	_, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
 	if err == nil {
 		t.Error("a TLS 1.1 client was served; want at least TLS 1.2")
 	}
@@ -251,12 +247,12 @@ func TestALPNAndVersion(t *testing.T) {
 
 func TestHTTPHandlerPassesThrough(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	cp, kp, _ := ca.issue(t, 24*time.Hour)
+	ca := tlstest.NewCA(t)
+	cp, kp, _ := ca.Issue(t, 24*time.Hour)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next "+r.URL.Path) })
 	for _, c := range []*config.Config{
 		parseConfig(t, dir, ""),
-		filesConfig(t, dir, writeFile(t, dir, "c.pem", cp), writeFile(t, dir, "k.pem", kp)),
+		filesConfig(t, dir, tlstest.WriteFile(t, dir, "c.pem", cp), tlstest.WriteFile(t, dir, "k.pem", kp)),
 	} {
 		m, err := New(c, nil)
 		if err != nil {
@@ -277,12 +273,12 @@ func TestHTTPHandlerPassesThrough(t *testing.T) {
 // the race detector: every handshake must get one whole certificate.
 func TestReloadDuringHandshakes(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
+	ca := tlstest.NewCA(t)
 	const n = 20
 	configs := make([]*config.Config, n)
 	for i := range configs {
-		cp, kp, _ := ca.issue(t, 24*time.Hour)
-		configs[i] = filesConfig(t, dir, writeFile(t, dir, "c"+strconv.Itoa(i), cp), writeFile(t, dir, "k"+strconv.Itoa(i), kp))
+		cp, kp, _ := ca.Issue(t, 24*time.Hour)
+		configs[i] = filesConfig(t, dir, tlstest.WriteFile(t, dir, "c"+strconv.Itoa(i), cp), tlstest.WriteFile(t, dir, "k"+strconv.Itoa(i), kp))
 	}
 	m, err := New(configs[0], nil)
 	if err != nil {
@@ -293,7 +289,7 @@ func TestReloadDuringHandshakes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for i := range n {
-			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 			if err != nil {
 				done <- fmt.Errorf("handshake %d: %w", i, err)
 				return
