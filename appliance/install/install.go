@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/firehose/firehose/packaging"
 )
 
 //go:embed systemd/*.service systemd/*.socket
@@ -79,8 +81,8 @@ type Options struct {
 	SysusersDir string
 	// ConfigPath is the daemon's config; written from Config only when absent.
 	ConfigPath string
-	// Config is the default configuration. Nil writes none, and then
-	// ConfigPath must already exist for the daemon to start.
+	// Config is written to ConfigPath when that is absent; nil means the
+	// packaged sample (packaging/firehose.toml).
 	Config []byte
 	// StateDir is removed by a purge; systemd creates it (StateDirectory=).
 	StateDir string
@@ -109,6 +111,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StateDir == "" {
 		o.StateDir = "/var/lib/firehose"
+	}
+	if o.Config == nil {
+		o.Config = packaging.SampleConfig
 	}
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
@@ -304,10 +309,6 @@ func (o *Options) writeConfig() error {
 	p := o.at(o.ConfigPath)
 	if _, err := os.Stat(p); err == nil {
 		o.logf("kept existing %s", o.ConfigPath)
-		return nil
-	}
-	if o.Config == nil {
-		o.logf("no config written; create %s before starting", o.ConfigPath)
 		return nil
 	}
 	if err := writeFile(p, o.Config, 0o640); err != nil {

@@ -99,7 +99,7 @@ func TestInstall(t *testing.T) {
 
 func TestInstallKeepsConfig(t *testing.T) {
 	o, _ := testOptions(t)
-	p := filepath.Join(o.Root, o.ConfigPath, "..", "firehose.toml")
+	p := filepath.Join(o.Root, "/etc/firehose/firehose.toml")
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +147,17 @@ func TestUninstall(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestInstallWritesSampleConfig(t *testing.T) {
+	o, _ := testOptions(t)
+	o.Config, o.NoStart = nil, true
+	if err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(o.Root, "/etc/firehose/firehose.toml"))
+	if err != nil || !bytes.Contains(b, []byte("[broker]")) {
+		t.Errorf("sample config not written: %v\n%s", err, b)
 	}
 }
