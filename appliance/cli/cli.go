@@ -49,10 +49,10 @@ func Main(args []string) int {
 		Writer:    Stdout,
 		ErrWriter: Stderr,
 		Reader:    Stdin,
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			serveCommand(), checkCommand(), statusCommand(), reloadCommand(),
 			subCommand(), passwdCommand(), versionCommand(), firewallCommand(),
-		},
+		}, installCommands()...),
 		HideVersion:          true,
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},

@@ -52,6 +52,7 @@ func firewallCommand() *cli.Command {
 			{
 				Name:  "remove",
 				Usage: "delete the table; no other table is touched",
+				Flags: []cli.Flag{configFlag}, // accepted for symmetry with apply; the table's name is fixed
 				Action: func(c *cli.Context) error {
 					return once(c, func(m *firewall.Manager) error { return m.Remove() })
 				},
