@@ -1,0 +1,145 @@
+#!/bin/sh
+# End-to-end test of the packages under a real systemd and a real apt: boots
+# a cached Debian 12 rootfs with systemd-nspawn (own network namespace, so the
+# firewall tests touch nothing of this host) and runs guest.sh inside it.
+# Needs root, debootstrap and systemd-container. Run by `make e2e`, which
+# first builds dist/repo (release 1) and dist/e2e/upgrade (releases 2 and 3).
+#
+#   FIREHOSE_E2E_CACHE  where the rootfs is cached (default /var/cache/firehose-e2e)
+#   FIREHOSE_E2E_KEEP=1 keep the container's files after the run, for debugging
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+dist=$top/dist
+cache=${FIREHOSE_E2E_CACHE:-/var/cache/firehose-e2e}
+suite=bookworm
+# Everything the guest needs comes with the cached rootfs: the run itself
+# has no network, apt reads only our own repositories.
+include=systemd,systemd-sysv,dbus,mosquitto-clients,nftables,iproute2,procps,python3-paho-mqtt
+key=$(printf '%s %s\n' "$suite" "$include" | sha256sum | cut -c1-12)
+rootfs=$cache/rootfs-$suite-$key
+
+t0=$(date +%s)
+say() { echo "e2e[$(($(date +%s) - t0))s]: $*"; }
+die() {
+	say "FAIL: $*"
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it boots a container)"
+for tool in debootstrap systemd-nspawn nsenter mount; do
+	command -v $tool >/dev/null || die "$tool not found (apt-get install debootstrap systemd-container)"
+done
+[ -f "$dist/repo/Packages" ] || die "no apt repository in $dist/repo (run: make repo)"
+[ -f "$dist/e2e/upgrade/Packages" ] || die "no upgrade repository in $dist/e2e/upgrade (run: make e2e)"
+[ -x "$dist/stage/amd64/firehosectl" ] || die "no $dist/stage/amd64/firehosectl (run: make package)"
+
+mkdir -p "$cache"
+if [ ! -e "$rootfs/.complete" ]; then
+	say "building the rootfs cache $rootfs (about a minute)"
+	rm -rf "$rootfs.tmp"
+	# The mirror is debootstrap's default.
+	debootstrap --variant=minbase --include="$include" "$suite" "$rootfs.tmp" >"$cache/debootstrap.log" 2>&1 ||
+		die "debootstrap failed; see $cache/debootstrap.log"
+	touch "$rootfs.tmp/.complete"
+	rm -rf "$rootfs"
+	mv "$rootfs.tmp" "$rootfs"
+	# Caches for other package lists are dead weight now.
+	for old in "$cache"/rootfs-*; do
+		[ "$old" = "$rootfs" ] || rm -rf "$old"
+	done
+fi
+say "rootfs $rootfs"
+
+work=$(mktemp -d "$cache/run.XXXXXX")
+nspawn=
+mounted=
+cleanup() {
+	rc=$?
+	if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+		# SIGTERM asks the container's systemd to power off.
+		kill -TERM "$nspawn" 2>/dev/null || true
+		i=0
+		while kill -0 "$nspawn" 2>/dev/null && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -KILL "$nspawn" 2>/dev/null || true
+		wait "$nspawn" 2>/dev/null || true
+	fi
+	[ -z "$mounted" ] || umount "$work/root" || true
+	if [ "${FIREHOSE_E2E_KEEP:-}" = 1 ]; then
+		say "kept $work"
+	else
+		rm -rf "$work"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Each run writes to an overlay, so the cache stays pristine; a copy is
+# the fallback where overlayfs is unavailable.
+mkdir -p "$work/upper" "$work/ovl" "$work/root"
+if mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work/ovl" "$work/root" 2>/dev/null; then
+	mounted=1
+else
+	say "overlayfs unavailable, copying the rootfs"
+	cp -a "$rootfs/." "$work/root/"
+fi
+echo firehose-e2e >"$work/root/etc/hostname"
+
+machine=fh-e2e-$$
+# --register=no --keep-unit: there is no system bus on the host to register
+# with. --private-network: own netns with CAP_NET_ADMIN for nftables.
+systemd-nspawn -b -D "$work/root" -M "$machine" --register=no --keep-unit \
+	--console=passive --private-network \
+	--bind-ro="$dist/repo:/srv/repo" \
+	--bind-ro="$dist/e2e/upgrade:/srv/upgrade" \
+	--bind-ro="$dist/stage/amd64/firehosectl:/srv/bin/firehosectl" \
+	--bind-ro="$here:/srv/e2e" \
+	>"$work/console.log" 2>&1 &
+nspawn=$!
+
+# The container's init is the child of systemd-nspawn named systemd.
+leader=
+i=0
+while [ -z "$leader" ] && [ $i -lt 100 ]; do
+	kill -0 "$nspawn" 2>/dev/null || {
+		cat "$work/console.log"
+		die "systemd-nspawn exited"
+	}
+	leader=$(ps -o pid=,comm= --ppid "$nspawn" | awk '$2 == "systemd" { print $1; exit }')
+	[ -n "$leader" ] || sleep 0.1
+	i=$((i + 1))
+done
+[ -n "$leader" ] || die "container init did not appear"
+
+state=
+i=0
+while [ $i -lt 300 ]; do
+	state=$(nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null || true)
+	case $state in running | degraded) break ;; esac
+	sleep 0.1
+	i=$((i + 1))
+done
+case $state in
+running) ;;
+degraded) nsenter -t "$leader" -a systemctl --failed --no-legend || true ;;
+*)
+	tail -20 "$work/console.log"
+	die "container did not boot (state: ${state:-none})"
+	;;
+esac
+say "container booted (pid $leader, state $state)"
+
+rc=0
+nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8 \
+	timeout 900 /bin/sh /srv/e2e/guest.sh || rc=$?
+if [ $rc -eq 0 ]; then
+	say "PASS (total $(($(date +%s) - t0))s)"
+else
+	say "FAIL (guest exit $rc, total $(($(date +%s) - t0))s)"
+fi
+exit $rc
