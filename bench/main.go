@@ -28,6 +28,48 @@ import (
 	"time"
 )
 
+// report is the JSON document in bench/results/; -render reads it back.
+type report struct {
+	Mode        string            `json:"mode"`
+	Started     string            `json:"started"`
+	Seconds     float64           `json:"seconds"`
+	CPUs        int               `json:"cpus"`
+	Go          string            `json:"go"`
+	Repetitions int               `json:"repetitions"`
+	Payload     int               `json:"payload"`
+	Brokers     []string          `json:"brokers"`
+	Versions    map[string]string `json:"versions"`
+	Skipped     []string          `json:"skipped"`
+	Scenarios   []scenario        `json:"scenarios"`
+	Summary     []summaryRow      `json:"summary"`
+	Runs        []runResult       `json:"runs"`
+}
+
+func (r report) chartTitle() string {
+	return fmt.Sprintf("QoS 0 fan-out, %d B payload, median of %d (%s run)", r.Payload, r.Repetitions, r.Mode)
+}
+
+// render prints the table of a stored report and rewrites its SVG beside it,
+// so that a change to the presentation needs no new measurement.
+func render(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	writeMarkdown(os.Stdout, r.Summary, r.Brokers, r.Runs, r.Repetitions)
+	svg := strings.TrimSuffix(path, filepath.Ext(path)) + ".svg"
+	f, err := os.Create(svg)
+	if err != nil {
+		return err
+	}
+	writeSVG(f, r.Summary, r.Brokers, r.chartTitle())
+	return f.Close()
+}
+
 type config struct {
 	quick       bool
 	reps        int
@@ -82,7 +124,11 @@ func run() error {
 	flag.StringVar(&c.applianceBn, "appliance-bin", "", "prebuilt firehosectl; default: go build ./cmd/firehosectl")
 	flag.StringVar(&c.applEnv, "appliance-env", "", "extra environment for the appliance, comma-separated (GOGC=200,GOMAXPROCS=1): knob trials")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
+	renderPath := flag.String("render", "", "print the table of a stored results JSON and rewrite its SVG; runs nothing")
 	flag.Parse()
+	if *renderPath != "" {
+		return render(*renderPath)
+	}
 	if c.quick {
 		quickDefaults(&c)
 	}
@@ -205,19 +251,10 @@ func run() error {
 	for _, b := range brokers {
 		versions[b.Name()] = b.Version()
 	}
-	doc := map[string]any{
-		"mode":        mode,
-		"started":     started.UTC().Format(time.RFC3339),
-		"seconds":     elapsed.Seconds(),
-		"cpus":        runtime.NumCPU(),
-		"go":          runtime.Version(),
-		"repetitions": c.reps,
-		"payload":     c.payload,
-		"versions":    versions,
-		"skipped":     skipped,
-		"scenarios":   scs,
-		"summary":     rows,
-		"runs":        runs,
+	doc := report{
+		Mode: mode, Started: started.UTC().Format(time.RFC3339), Seconds: elapsed.Seconds(),
+		CPUs: runtime.NumCPU(), Go: runtime.Version(), Repetitions: c.reps, Payload: c.payload,
+		Brokers: names, Versions: versions, Skipped: skipped, Scenarios: scs, Summary: rows, Runs: runs,
 	}
 	js, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -232,7 +269,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	writeSVG(sf, rows, names, fmt.Sprintf("QoS 0 fan-out, %d B payload, median of %d (%s run)", c.payload, c.reps, mode))
+	writeSVG(sf, rows, names, doc.chartTitle())
 	if err := sf.Close(); err != nil {
 		return err
 	}

@@ -273,7 +273,17 @@ func writeSVG(w io.Writer, rows []summaryRow, brokers []string, title string) {
 				fill = "white"
 			}
 			fmt.Fprintf(w, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="%s" stroke-width="2"/>`+"\n", px(p.x), py(p.y), fill, c)
-			fmt.Fprintf(w, `<text x="%.1f" y="%.1f" fill="%s" font-size="11">%s</text>`+"\n", px(p.x)+6, py(p.y)-6, c, num(p.y))
+			// Label above the point unless another broker is higher here:
+			// then below, so that close values do not print over each other.
+			dy := -6.0
+			for b2, s2 := range series {
+				for _, q := range s2 {
+					if b2 != b && q.x == p.x && q.y > p.y {
+						dy = 15
+					}
+				}
+			}
+			fmt.Fprintf(w, `<text x="%.1f" y="%.1f" fill="%s" font-size="11">%s</text>`+"\n", px(p.x)+6, py(p.y)+dy, c, num(p.y))
 		}
 		ly := top + 10 + 20*i
 		fmt.Fprintf(w, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", W-right+15, W-right+35, ly, ly, c)
@@ -289,7 +299,7 @@ func niceCeil(v float64) float64 {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if m*p >= v {
 			return m * p
 		}
