@@ -136,6 +136,7 @@ type subscriber struct {
 	hist *histogram
 
 	warm     atomic.Bool  // the warm-up message arrived
+	closing  atomic.Bool  // we are disconnecting: read errors are expected
 	received atomic.Int64 // measured messages delivered
 	lastAt   atomic.Int64 // monoNow of the last measured delivery
 
@@ -192,7 +193,8 @@ func (s *subscriber) run() {
 	for {
 		h, body, err := s.pr.next()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			// Once we hang up, however the broker ends its side is no error.
+			if !s.closing.Load() && !errors.Is(err, net.ErrClosed) {
 				s.err = err
 			}
 			return
@@ -312,6 +314,7 @@ func (f *fleet) warmCount() int {
 func (f *fleet) close() {
 	for _, s := range f.subs {
 		if s != nil {
+			s.closing.Store(true)
 			_, _ = s.c.Write(disconnectPacket())
 			s.c.Close()
 		}
