@@ -1,0 +1,284 @@
+package gerrit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/firehose/firehose/appliance/apitype"
+)
+
+// TestPlaybackSamples streams the real samples verbatim, with garbage and
+// huge lines mixed in, through SSH, Sources and a real broker.
+func TestPlaybackSamples(t *testing.T) {
+	r := newRig(t, false)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+
+	samples := readSamples(t)
+	var want [][]byte
+	for _, line := range samples {
+		r.g.emit(line, false, true)
+		want = append(want, line)
+	}
+	for _, junk := range []string{"not json", "[1,2]", "null", `{"type":"truncated`} {
+		r.g.emit([]byte(junk), false, true)
+	}
+	// Over the 16 MiB limit: skipped, even though it is valid JSON.
+	huge := []byte(`{"type":"huge","pad":"` + strings.Repeat("h", 17<<20) + `"}`)
+	r.g.emit(huge, false, true)
+	// Big but within the limit: published whole.
+	big := []byte(`{"type":"big","project":"p","pad":"` + strings.Repeat("b", 3<<20) + `"}`)
+	r.g.emit(big, false, true)
+	want = append(want, big)
+	end := []byte(`{"type":"end","project":"a+b/c#d"}`)
+	r.g.emit(end, false, true)
+	want = append(want, end)
+
+	r.expectExactly(want)
+	if got := r.sub.all(); got[len(got)-1].topic != "gerrit/a%2Bb/c%23d/end" {
+		t.Errorf("escaped topic = %q", got[len(got)-1].topic)
+	}
+	st := status(s)
+	if st.ParseErrors != 4 || st.LinesTooLong != 1 || st.EventsPublished != int64(len(want)) || st.State != apitype.GerritStreaming {
+		t.Errorf("status = %+v", st)
+	}
+	if p := s.Problems(); len(p) != 0 {
+		t.Errorf("problems while streaming: %q", p)
+	}
+}
+
+// generate emits n distinct events made from the samples, three per second
+// of the fake clock, to the log and/or the stream.
+func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [][]byte {
+	var out [][]byte
+	for range n {
+		ev := r.g.event(samples[*seq%len(samples)], *seq)
+		*seq++
+		if *seq%3 == 0 {
+			r.g.tick()
+		}
+		r.g.emit(ev, toLog, toStream)
+		out = append(out, ev)
+	}
+	return out
+}
+
+// TestReconnectReplaysGap drops the connection mid-stream while events keep
+// coming; after the server returns, every event arrives exactly once, in
+// order, the missed ones from the events-log in pages.
+func TestReconnectReplaysGap(t *testing.T) {
+	r := newRig(t, true)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 20, true, true)
+	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 20 })
+
+	r.g.setRefuse(true)
+	r.g.dropAll()
+	want = append(want, generate(r, samples, &seq, 30, true, true)...)
+	waitFor(t, 10*time.Second, "the source to notice", func() bool { return status(s).State != apitype.GerritStreaming })
+	want = append(want, generate(r, samples, &seq, 10, true, true)...)
+	r.g.setRefuse(false)
+	// Events keep coming while the source reconnects and replays.
+	for range 20 {
+		want = append(want, generate(r, samples, &seq, 1, true, true)...)
+		if r.g.streaming() == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // pacing the producer, not synchronisation
+	}
+	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.streaming() == 1 })
+	want = append(want, generate(r, samples, &seq, 10, true, true)...)
+	r.expectExactly(want)
+
+	st := status(s)
+	if st.Replayed < 40 || st.Reconnects < 1 || st.Replays < 1 {
+		t.Errorf("status = %+v", st)
+	}
+	r.g.mu.Lock()
+	q := r.g.queries
+	r.g.mu.Unlock()
+	if q < 2 {
+		t.Errorf("%d events-log queries: paging not exercised", q)
+	}
+}
+
+// TestHalfOpen freezes the connection without closing it: the keepalive
+// notices, the source reconnects and replays what the dead connection lost.
+func TestHalfOpen(t *testing.T) {
+	r := newRig(t, true)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 5, true, true)
+	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 5 })
+
+	frozenAt := time.Now()
+	r.g.freeze()
+	want = append(want, generate(r, samples, &seq, 10, true, true)...)
+	waitFor(t, 10*time.Second, "the keepalive to give up", func() bool {
+		return strings.Contains(status(s).LastError, "keepalive")
+	})
+	// 100 ms keepalive, 3 misses: ~0.4 s; allow for a slow race-enabled run.
+	if d := time.Since(frozenAt); d > 3*time.Second {
+		t.Errorf("half-open connection detected after %s", d)
+	}
+	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.streaming() == 1 })
+	want = append(want, generate(r, samples, &seq, 5, true, true)...)
+	r.expectExactly(want)
+}
+
+// TestDroppedOutput: Gerrit dropped events of the session and said so; the
+// source replays them from the log.
+func TestDroppedOutput(t *testing.T) {
+	r := newRig(t, true)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 5, true, true)
+	lost := generate(r, samples, &seq, 3, true, false)
+	dropped := []byte(fmt.Sprintf(`{"type":"dropped-output","eventCreatedOn":%d}`, r.g.now().Unix()))
+	r.g.emit(dropped, false, true)
+	want = append(want, dropped)
+	want = append(want, lost...)
+	want = append(want, generate(r, samples, &seq, 5, true, true)...)
+	r.expectExactly(want)
+	if st := status(s); st.Replays != 1 || st.Reconnects != 0 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestRestartReplaysOutage stops the daemon's publisher, lets events pass,
+// and starts a new one on the same state directory.
+func TestRestartReplaysOutage(t *testing.T) {
+	r := newRig(t, true)
+	s1 := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 10, true, true)
+	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 10 })
+	s1.Close()
+	if _, err := os.Stat(statePath(r.state, "test")); err != nil {
+		t.Fatalf("no position saved: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.streaming() == 0 })
+	want = append(want, generate(r, samples, &seq, 10, true, true)...)
+
+	s2 := r.sources(nil)
+	waitFor(t, 10*time.Second, "a new session", func() bool { return r.g.streaming() == 1 })
+	want = append(want, generate(r, samples, &seq, 3, true, true)...)
+	r.expectExactly(want)
+	if st := status(s2); st.Replayed < 10 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestUnknownHostKey: a server whose key known_hosts does not hold is
+// refused, and the status names the key it offered.
+func TestUnknownHostKey(t *testing.T) {
+	for _, tt := range []struct {
+		name, otherHost, want string
+	}{
+		{"mismatch", "", "does not match"},
+		{"unknown", "[other.example]:29418", "is not in"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, false)
+			_, other := newKey(t)
+			host := knownhosts.Normalize(r.g.addr)
+			if tt.otherHost != "" {
+				host = tt.otherHost
+			}
+			os.WriteFile(r.cfg.KnownHosts, []byte(knownhosts.Line([]string{host}, other.PublicKey())+"\n"), 0o600)
+			s := r.sources(nil)
+			waitFor(t, 10*time.Second, "backing off", func() bool { return status(s).State == apitype.GerritBackingOff })
+			st := status(s)
+			fp := ssh.FingerprintSHA256(r.g.hostKey.PublicKey())
+			if !strings.Contains(st.LastError, tt.want) || !strings.Contains(st.LastError, "ssh-ed25519 "+fp) {
+				t.Errorf("last error %q does not name the offered key %s", st.LastError, fp)
+			}
+			p := s.Problems()
+			if len(p) != 1 || !strings.HasPrefix(p[0], `gerrit "test": backing off after: host key`) {
+				t.Errorf("problems = %q", p)
+			}
+			r.g.mu.Lock()
+			execs := r.g.execs
+			r.g.mu.Unlock()
+			if execs != 0 {
+				t.Error("a command ran on an unverified server")
+			}
+		})
+	}
+}
+
+// flakyBroker fails while down is set, as a broker in trouble would.
+type flakyBroker struct {
+	mu   sync.Mutex
+	down bool
+	got  [][]byte
+}
+
+func (b *flakyBroker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down {
+		return errors.New("broker unavailable")
+	}
+	b.got = append(b.got, payload)
+	return nil
+}
+
+func (b *flakyBroker) set(down bool) {
+	b.mu.Lock()
+	b.down = down
+	b.mu.Unlock()
+}
+
+func (b *flakyBroker) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.got)
+}
+
+// TestBrokerOutage: events wait in the queue while the broker refuses them
+// and go out in order once it recovers; the stream never stops.
+func TestBrokerOutage(t *testing.T) {
+	r := newRig(t, false)
+	b := &flakyBroker{down: true}
+	s := r.sources(b)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 20, false, true)
+	waitFor(t, 10*time.Second, "the failure to show", func() bool {
+		p := s.Problems()
+		return len(p) == 1 && strings.Contains(p[0], "broker refuses")
+	})
+	waitFor(t, 10*time.Second, "all events queued", func() bool { return status(s).QueueLength == 20-1 })
+	b.set(false)
+	waitFor(t, 10*time.Second, "all events published", func() bool { return b.count() == 20 })
+	b.mu.Lock()
+	for i := range want {
+		if !bytes.Equal(b.got[i], want[i]) {
+			t.Fatalf("event %d out of order", i)
+		}
+	}
+	b.mu.Unlock()
+	if st := status(s); st.State != apitype.GerritStreaming || st.PublishErrors == 0 || len(s.Problems()) != 0 {
+		t.Errorf("status = %+v, problems %q", st, s.Problems())
+	}
+}
