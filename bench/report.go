@@ -192,6 +192,12 @@ func writeMarkdown(w io.Writer, rows []summaryRow, brokers []string, runs []runR
 		if r.Error != "" {
 			errs = append(errs, fmt.Sprintf("- %s %s rep %d: %s", r.Scenario, r.Broker, r.Rep, r.Error))
 		}
+		if r.SubscriberErrors > 0 {
+			// A broker that hangs up on subscribers mid-run is news even when
+			// the run "completed" for the others.
+			errs = append(errs, fmt.Sprintf("- %s %s rep %d: %d of %d subscribers lost their connection",
+				r.Scenario, r.Broker, r.Rep, r.SubscriberErrors, r.Subscribers))
+		}
 	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\nErrors:\n%s\n", strings.Join(errs, "\n"))
