@@ -11,7 +11,7 @@ BENCH_FLAGS ?=
 bench-build:
 	go build -o $(BENCH_BIN) ./bench
 
-# Full run: 3 repetitions, up to 10,000 subscribers; roughly 10-15 minutes.
+# Full run: 3 repetitions, up to 10,000 subscribers; about 9 minutes.
 bench: bench-build
 	$(BENCH_BIN) $(BENCH_FLAGS)
 
