@@ -87,6 +87,12 @@ type daemonOpts struct {
 	extra string
 	// broker keys added to [broker].
 	broker string
+	// host the handed-over sockets listen on; default 127.0.0.1.
+	host string
+	// extraFor returns TOML appended to extra once the sockets exist, for
+	// config that depends on their addresses; the config is rewritten
+	// before the daemon starts.
+	extraFor func(addr map[string]string) string
 }
 
 // configText renders a config for the daemon's temp dir.
@@ -131,7 +137,11 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 	}
 	var files []*os.File
 	for _, name := range o.sockets {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		host := "127.0.0.1"
+		if o.host != "" {
+			host = o.host
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +152,10 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 		l.Close() // the dup in f keeps the socket listening
 		d.addr[name] = l.Addr().String()
 		files = append(files, f)
+	}
+	if o.extraFor != nil {
+		o.extra += o.extraFor(d.addr)
+		d.writeConfig(d.configText(o, zuulPublisher(t)))
 	}
 	d.notify = listenNotify(t, dir)
 	d.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary, "serve", "--config", d.cfgPath, "--log-level", "debug")
