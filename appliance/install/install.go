@@ -162,6 +162,13 @@ func Install(opts Options) error {
 	if err := o.createAccount(); err != nil {
 		return err
 	}
+	// /etc/firehose first: MkdirAll would give it the credentials' 0700, and
+	// the daemon (user firehose) must reach its config inside.
+	for _, d := range []string{filepath.Dir(o.ConfigPath), filepath.Dir(credentialsDir)} {
+		if err := os.MkdirAll(o.at(d), 0o755); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.at(credentialsDir), 0o700); err != nil {
 		return err
 	}

@@ -73,8 +73,10 @@ func TestInstall(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(o.Root, "/usr/local/bin/firehosectl")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("binary not copied executable: %v %v", fi, err)
 	}
-	if fi, err := os.Stat(filepath.Join(o.Root, credentialsDir)); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("credentials directory: %v %v", fi, err)
+	for dir, mode := range map[string]os.FileMode{"/etc/firehose": 0o755, credentialsDir: 0o700} {
+		if fi, err := os.Stat(filepath.Join(o.Root, dir)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: want mode %o: %v %v", dir, mode, fi, err)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(o.Root, "/etc/firehose/firehose.toml")); err != nil || string(b) != "# sample\n" {
 		t.Errorf("config: %q %v", b, err)
