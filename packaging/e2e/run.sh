@@ -7,6 +7,8 @@
 #
 #   FIREHOSE_E2E_CACHE  where the rootfs is cached (default /var/cache/firehose-e2e)
 #   FIREHOSE_E2E_KEEP=1 keep the container's files after the run, for debugging
+#   FIREHOSE_E2E_HOLD=N keep the container up N seconds after the guest, to
+#                       look around with nsenter -t <pid> -a (pid is printed)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -137,6 +139,10 @@ say "container booted (pid $leader, state $state)"
 rc=0
 nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8 \
 	timeout 900 /bin/sh /srv/e2e/guest.sh || rc=$?
+if [ -n "${FIREHOSE_E2E_HOLD:-}" ]; then
+	say "holding the container for ${FIREHOSE_E2E_HOLD}s: nsenter -t $leader -a"
+	sleep "$FIREHOSE_E2E_HOLD"
+fi
 if [ $rc -eq 0 ]; then
 	say "PASS (total $(($(date +%s) - t0))s)"
 else
