@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -26,7 +27,9 @@ type wsListener struct {
 	l    net.Listener
 	b    *Broker
 	wrap func(http.Handler) http.Handler
-	srv  *http.Server
+
+	mu  sync.Mutex // srv is set by Serve and read by Close, on other goroutines
+	srv *http.Server
 }
 
 func (w *wsListener) Init(*slog.Logger) error { return nil }
@@ -63,17 +66,23 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 	if w.wrap != nil {
 		h = w.wrap(h)
 	}
-	w.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: time.Duration(w.b.connectTimeout.Load()),
 		ErrorLog:          slog.NewLogLogger(w.b.log.Handler(), slog.LevelDebug),
 	}
-	_ = w.srv.Serve(w.l)
+	w.mu.Lock()
+	w.srv = srv
+	w.mu.Unlock()
+	_ = srv.Serve(w.l)
 }
 
 func (w *wsListener) Close(closeClients listeners.CloseFn) {
-	if w.srv != nil {
-		_ = w.srv.Close()
+	w.mu.Lock()
+	srv := w.srv
+	w.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
 	}
 	_ = w.l.Close()
 	closeClients(w.id)
