@@ -93,6 +93,8 @@ type daemonOpts struct {
 	// config that depends on their addresses; the config is rewritten
 	// before the daemon starts.
 	extraFor func(addr map[string]string) string
+	// netns runs the daemon in this network namespace (ip netns exec).
+	netns string
 }
 
 // configText renders a config for the daemon's temp dir.
@@ -158,7 +160,11 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 		d.writeConfig(d.configText(o, zuulPublisher(t)))
 	}
 	d.notify = listenNotify(t, dir)
-	d.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary, "serve", "--config", d.cfgPath, "--log-level", "debug")
+	argv := []string{"/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary, "serve", "--config", d.cfgPath, "--log-level", "debug"}
+	if o.netns != "" {
+		argv = append([]string{"ip", "netns", "exec", o.netns}, argv...)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("LISTEN_FDS=%d", len(files)),
 		"LISTEN_FDNAMES="+strings.Join(o.sockets, ":"),
