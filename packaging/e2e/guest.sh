@@ -80,6 +80,7 @@ delivered() { pub -t "$1" -m "$2" && has_line $T/sub-tcp.out "$1 $2"; }
 # sub_alive: the TCP subscriber is still running. mosquitto_sub reconnects by
 # itself after a lost connection, but exits on a protocol error.
 sub_alive() { kill -0 $SUB_TCP 2>/dev/null; }
+why_sub() { sub_alive || log "mosquitto_sub exited: $(cat $T/sub-tcp.err)"; }
 # fresh_sub: replace a TCP subscriber that exited, so one step's failure
 # does not hide what the next step checks.
 fresh_sub() {
@@ -213,6 +214,7 @@ log "connections: $(oks) ok, $(grep -c '^fail' $T/loop.log) failed"
 grep -v '^ok' $T/loop.log | sort | uniq -c | sed 's/^/    /' | head -n 10
 check "no connection refused" '! grep -qi refused $T/loop.log'
 check_within 15 "the subscriber reconnected by itself" 'sub_alive && delivered e2e/after-restart yes'
+why_sub
 end_step
 
 # --- 6 ---------------------------------------------------------------------
@@ -227,6 +229,7 @@ check_within 20 "restarted with a new pid" 'pid_changed $pid && active firehose.
 check "NRestarts went up" '[ $(systemctl show -p NRestarts --value firehose.service) -gt $restarts ]'
 check "sockets never re-opened" '[ "$(socket_since)" = "$since" ]'
 check_within 15 "the subscriber reconnected by itself" 'sub_alive && delivered e2e/after-kill again'
+why_sub
 end_step
 
 # --- 7 ---------------------------------------------------------------------
@@ -258,6 +261,7 @@ check "sockets never re-opened" '[ "$(socket_since)" = "$since" ]'
 check_within 10 "status 0 after the upgrade" 'firehosectl status'
 check_within 10 "publish after the upgrade" 'pub -t e2e/upgraded -m "$V3"'
 check_within 15 "the subscriber reconnected by itself" 'sub_alive && delivered e2e/upgraded "$V3"'
+why_sub
 kill $SUB_TCP $SUB_WS 2>/dev/null
 check "apt-get remove" 'apt-get remove -y -q firehose >$T/apt-remove.log 2>&1'
 for p in 1883 80 8883 443; do check_within 10 "port $p closed" "not_listening $p"; done
