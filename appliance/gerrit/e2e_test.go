@@ -101,7 +101,7 @@ func TestReconnectReplaysGap(t *testing.T) {
 	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.streaming() == 1 })
 	want = append(want, generate(r, samples, &seq, 10, true, true)...)
 	r.expectExactly(want)
-
+	waitFor(t, 10*time.Second, "the replay to finish", func() bool { return status(s).State == apitype.GerritStreaming })
 	st := status(s)
 	if st.Replayed < 40 || st.Reconnects < 1 || st.Replays < 1 {
 		t.Errorf("status = %+v", st)
@@ -156,7 +156,8 @@ func TestDroppedOutput(t *testing.T) {
 	want = append(want, lost...)
 	want = append(want, generate(r, samples, &seq, 5, true, true)...)
 	r.expectExactly(want)
-	if st := status(s); st.Replays != 1 || st.Reconnects != 0 {
+	waitFor(t, 10*time.Second, "the replay to finish", func() bool { return status(s).State == apitype.GerritStreaming })
+	if st := status(s); st.Replays != 1 || st.Reconnects != 0 || st.Replayed < 3 {
 		t.Errorf("status = %+v", st)
 	}
 }

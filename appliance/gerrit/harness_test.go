@@ -297,6 +297,7 @@ func (g *fakeGerrit) event(sample []byte, seq int) []byte {
 }
 
 func (g *fakeGerrit) emit(line []byte, toLog, toStream bool) {
+	line = line[:len(line):len(line)] // readers append '\n': make that copy
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if toLog {
@@ -507,7 +508,11 @@ func (r *rig) sources(pub Publisher) *Sources {
 	if pub == nil {
 		pub = r.broker
 	}
-	s := NewSources(r.state, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var logTo io.Writer = io.Discard
+	if os.Getenv("GERRIT_TEST_LOG") != "" {
+		logTo = os.Stderr
+	}
+	s := NewSources(r.state, pub, slog.New(slog.NewTextHandler(logTo, nil)))
 	s.opts.backoffMin = 20 * time.Millisecond
 	s.opts.backoffMax = 200 * time.Millisecond
 	s.opts.dialTimeout = 5 * time.Second

@@ -64,6 +64,7 @@ type source struct {
 	origin     int64
 	recent     *seen // handed to the queue, seconds >= hw-slack
 	fromReplay *seen // published by the replay; the stream may deliver them again
+	liveHW     int64 // newest eventCreatedOn seen on this connection's stream
 	needReplay bool
 
 	// Owned by publishLoop; the persister reads it under durMu.
@@ -323,6 +324,9 @@ func (b *stderrTail) String() string {
 // connection lived and why it ended.
 func (s *source) stream(ctx context.Context) (time.Duration, error) {
 	s.setState(apitype.GerritConnecting)
+	// Taken before the stream starts: a first position must not skip events
+	// created while the session was being set up.
+	attempted := s.opts.now()
 	client, err := s.dial(ctx)
 	if err != nil {
 		return 0, err
@@ -392,12 +396,12 @@ func (s *source) stream(ctx context.Context) (time.Duration, error) {
 	} else {
 		// First connection ever: nothing to replay, but from now on a drop
 		// can be replayed from here even before the first event.
-		s.hasPos, s.hw, s.origin = true, connected.Unix(), connected.Unix()
+		s.hasPos, s.hw, s.origin = true, attempted.Unix(), attempted.Unix()
 		s.durMu.Lock()
 		s.dur.Second, s.dur.Origin, s.dirty = s.hw, s.origin, true
 		s.durMu.Unlock()
 	}
-	s.fromReplay = newSeen(s.opts.seenMax)
+	s.fromReplay, s.liveHW = newSeen(s.opts.seenMax), 0
 
 	for {
 		if s.needReplay {
@@ -543,6 +547,12 @@ func (s *source) handleLive(line []byte) {
 		return
 	}
 	s.received(ev)
+	if ev.hasSec && ev.sec > s.liveHW {
+		// The replay runs ahead of the stream: forget what it published only
+		// once the stream itself has moved past it.
+		s.liveHW = ev.sec
+		s.fromReplay.prune(s.liveHW - s.opts.slack)
+	}
 	if s.dedupe && s.fromReplay.take(key) {
 		s.count(func(st *apitype.GerritSource) *int64 { return &st.DuplicatesSkipped })
 		return
@@ -580,9 +590,7 @@ func (s *source) enqueue(it item, ev event) bool {
 	}
 	if ev.hasSec && ev.sec > s.hw {
 		s.hw = ev.sec
-		floor := s.hw - s.opts.slack
-		s.recent.prune(floor)
-		s.fromReplay.prune(floor)
+		s.recent.prune(s.hw - s.opts.slack)
 	}
 	return true
 }
