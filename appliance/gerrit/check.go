@@ -55,7 +55,10 @@ func loadSigner(path string) (ssh.Signer, error) {
 	case errors.As(err, &pm):
 		return nil, fmt.Errorf("%s is protected by a passphrase; firehose runs unattended and needs a key without one", path)
 	case err != nil && strings.Contains(err.Error(), "no key found"):
-		return nil, fmt.Errorf("%s holds no private key (is it the .pub file?)", path)
+		if _, _, _, _, perr := ssh.ParseAuthorizedKey(b); perr == nil {
+			return nil, fmt.Errorf("%s holds a public key; key_file needs the private key", path)
+		}
+		return nil, fmt.Errorf("%s holds no SSH private key", path)
 	case err != nil:
 		return nil, fmt.Errorf("%s is not a usable SSH private key: %v", path, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/config"
 )
 
 // TestPlaybackSamples streams the real samples verbatim, with garbage and
@@ -282,4 +283,33 @@ func TestBrokerOutage(t *testing.T) {
 	if st := status(s); st.State != apitype.GerritStreaming || st.PublishErrors == 0 || len(s.Problems()) != 0 {
 		t.Errorf("status = %+v, problems %q", st, s.Problems())
 	}
+}
+
+// TestUpdate: an unchanged source keeps its connection, a changed one
+// restarts with the new settings, a removed one stops.
+func TestUpdate(t *testing.T) {
+	r := newRig(t, false)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	execs := func() int {
+		r.g.mu.Lock()
+		defer r.g.mu.Unlock()
+		return r.g.execs
+	}
+	waitFor(t, 10*time.Second, "streaming", func() bool { return status(s).State == apitype.GerritStreaming })
+	s.Update([]config.Gerrit{r.cfg})
+	if execs() != 1 || status(s).State != apitype.GerritStreaming {
+		t.Fatal("an unchanged source was restarted")
+	}
+	changed := r.cfg
+	changed.Topic = "review"
+	s.Update([]config.Gerrit{changed})
+	waitFor(t, 10*time.Second, "the restart", func() bool { return execs() == 2 && r.g.streaming() == 1 })
+	r.g.emit([]byte(`{"type":"t","project":"p"}`), false, true)
+	waitFor(t, 10*time.Second, "the event", func() bool { return status(s).EventsPublished == 1 })
+	s.Update(nil)
+	if len(s.Status()) != 0 || len(s.Problems()) != 0 {
+		t.Errorf("a removed source is still reported: %+v", s.Status())
+	}
+	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.streaming() == 0 })
 }
