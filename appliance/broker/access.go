@@ -62,7 +62,7 @@ func (h *access) ID() string { return "firehose-access" }
 func (h *access) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
-		mqtt.OnPublishDropped, mqtt.OnClientExpired, mqtt.OnSysInfoTick,
+		mqtt.OnPublishDropped, mqtt.OnClientExpired, mqtt.OnSysInfoTick, mqtt.OnSubscribe,
 	}, []byte{b})
 }
 
@@ -122,6 +122,24 @@ func (h *access) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 		return false
 	}
 	return true
+}
+
+// OnSubscribe grants anonymous subscribers QoS 0 (the SUBACK says so, as
+// MQTT allows). Delivering at QoS 1 takes the subscriber's lock on the
+// publishing goroutine (mochi's NextPacketID), and that lock is held while a
+// write to the subscriber blocks: one stalled QoS 1 subscriber would stall
+// every delivery behind it. Publisher accounts are trusted with QoS 1.
+func (h *access) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if len(cl.Properties.Username) != 0 {
+		return pk
+	}
+	filters := make(packets.Subscriptions, len(pk.Filters))
+	copy(filters, pk.Filters)
+	for i := range filters {
+		filters[i].Qos = 0
+	}
+	pk.Filters = filters
+	return pk
 }
 
 func (h *access) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

@@ -55,7 +55,7 @@ func wait(tok paho.Token) error {
 
 func subscribe(t *testing.T, url, filter string) *sub {
 	t.Helper()
-	s := &sub{t: t, msgs: make(chan paho.Message, 1000)}
+	s := &sub{t: t, msgs: make(chan paho.Message, 8192)}
 	o := pahoOpts(url, "", "").SetConnectionLostHandler(func(paho.Client, error) { s.lost.Add(1) })
 	s.c = connect(t, o)
 	if err := wait(s.c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { s.msgs <- m })); err != nil {

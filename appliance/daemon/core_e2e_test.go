@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"syscall"
@@ -289,5 +291,48 @@ func TestOversizedPacketClosesOnlyThatClient(t *testing.T) {
 	}
 	if s.lost.Load() != 0 {
 		t.Fatal("the subscriber lost its connection")
+	}
+}
+
+// A subscriber that stops reading must not hold up the others: its queue
+// overflows and what it misses is counted as dropped, while a subscriber
+// that keeps up receives everything, in order. It asks for QoS 1, which
+// anonymous subscribers are not granted: a stalled QoS 1 subscriber would
+// block the publishing goroutine on its lock.
+func TestSlowSubscriberDoesNotStallOthers(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	slow := rawConn(t, d.addr["mqtt"])
+	// CONNECT (MQTT 3.1.1, clean session, client id "slow") and SUBSCRIBE zuul/# at QoS 1.
+	connectPkt := []byte{0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 4, 's', 'l', 'o', 'w'}
+	subscribePkt := []byte{0x82, 0x0b, 0, 1, 0, 6, 'z', 'u', 'u', 'l', '/', '#', 1}
+	if _, err := slow.Write(append(connectPkt, subscribePkt...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4+5)
+	if _, err := io.ReadFull(slow, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 || ack[4] != 0x90 {
+		t.Fatalf("CONNACK+SUBACK = % x, %v", ack, err)
+	}
+	if granted := ack[8]; granted != 0 {
+		t.Fatalf("anonymous subscriber granted QoS %d, want 0", granted)
+	}
+	// From here on the slow subscriber reads nothing.
+
+	fast := subscribe(t, "tcp://"+d.addr["mqtt"], "zuul/#")
+	pub := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+	const n = 1200
+	payload := strings.Repeat("x", 20<<10) // 24 MiB in all: more than any socket buffer holds
+	for i := range n {
+		if err := wait(pub.Publish("zuul/load", 1, false, fmt.Sprintf("%05d", i)+payload)); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		m := fast.next()
+		if got := string(m.Payload()[:5]); got != fmt.Sprintf("%05d", i) {
+			t.Fatalf("fast subscriber got message %s, want %05d", got, i)
+		}
+	}
+	if st := d.status(); st.Messages.DroppedTotal == 0 {
+		t.Fatalf("nothing counted as dropped for the subscriber that stopped reading: %+v", st.Messages)
 	}
 }
