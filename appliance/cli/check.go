@@ -15,6 +15,7 @@ func checkCommand() *cli.Command {
 		Description: "Runs the same checks the daemon runs at start and reload; exits 1 naming\nthe file, line and key of every problem.",
 		Flags:       []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
+			defer withUnitCredentials()()
 			if _, err := daemon.Prepare(c.String("config")); err != nil {
 				return err
 			}

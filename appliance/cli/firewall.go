@@ -29,6 +29,7 @@ func firewallCommand() *cli.Command {
 				Usage: "print the rules the config implies, in nft syntax, without touching the kernel",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
+					defer withUnitCredentials()()
 					cfg, err := daemon.Prepare(c.String("config"))
 					if err != nil {
 						return err
@@ -42,6 +43,7 @@ func firewallCommand() *cli.Command {
 				Usage: "load the table the config implies (removes it when [firewall] enabled = false)",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
+					defer withUnitCredentials()()
 					cfg, err := daemon.Prepare(c.String("config"))
 					if err != nil {
 						return err
