@@ -62,13 +62,16 @@ package-check: package
 	packaging/check.sh dist
 
 # Two newer builds of the same commit (releases +1 and +2): one to upgrade to
-# over a broken config, one for the clean upgrade.
+# over a broken config, one for the clean upgrade. The rpm and a newer one
+# go in too, to run their scriptlets under the container's systemd.
 e2e: repo
 	rm -rf dist/e2e
-	mkdir -p dist/e2e/upgrade
+	mkdir -p dist/e2e/upgrade dist/e2e/rpm
 	set -e; for r in $$(($(FIREHOSE_PKG_RELEASE)+1)) $$(($(FIREHOSE_PKG_RELEASE)+2)); do \
 		GOARCH=amd64 FIREHOSE_PKG_RELEASE=$$r $(NFPM) pkg --config nfpm.yaml --packager deb --target dist/e2e/upgrade/; \
 	done
+	cp dist/firehose-*.x86_64.rpm dist/e2e/rpm/
+	GOARCH=amd64 FIREHOSE_PKG_RELEASE=$$(($(FIREHOSE_PKG_RELEASE)+1)) $(NFPM) pkg --config nfpm.yaml --packager rpm --target dist/e2e/rpm/
 	packaging/repo.sh dist/e2e/upgrade
 	packaging/check.sh dist
 	packaging/e2e/run.sh

@@ -18,7 +18,7 @@ cache=${FIREHOSE_E2E_CACHE:-/var/cache/firehose-e2e}
 suite=bookworm
 # Everything the guest needs comes with the cached rootfs: the run itself
 # has no network, apt reads only our own repositories.
-include=systemd,systemd-sysv,dbus,mosquitto-clients,nftables,iproute2,procps,python3-paho-mqtt
+include=systemd,systemd-sysv,dbus,mosquitto-clients,nftables,iproute2,procps,python3-paho-mqtt,rpm
 key=$(printf '%s %s\n' "$suite" "$include" | sha256sum | cut -c1-12)
 rootfs=$cache/rootfs-$suite-$key
 
@@ -35,6 +35,7 @@ for tool in debootstrap systemd-nspawn nsenter mount; do
 done
 [ -f "$dist/repo/Packages" ] || die "no apt repository in $dist/repo (run: make repo)"
 [ -f "$dist/e2e/upgrade/Packages" ] || die "no upgrade repository in $dist/e2e/upgrade (run: make e2e)"
+ls "$dist"/e2e/rpm/*.rpm >/dev/null 2>&1 || die "no rpms in $dist/e2e/rpm (run: make e2e)"
 [ -x "$dist/stage/amd64/firehosectl" ] || die "no $dist/stage/amd64/firehosectl (run: make package)"
 
 mkdir -p "$cache"
@@ -99,6 +100,7 @@ systemd-nspawn -b -D "$work/root" -M "$machine" --register=no --keep-unit \
 	--console=passive --private-network \
 	--bind-ro="$dist/repo:/srv/repo" \
 	--bind-ro="$dist/e2e/upgrade:/srv/upgrade" \
+	--bind-ro="$dist/e2e/rpm:/srv/rpm" \
 	--bind-ro="$dist/stage/amd64/firehosectl:/srv/bin/firehosectl" \
 	--bind-ro="$here:/srv/e2e" \
 	>"$work/console.log" 2>&1 &
