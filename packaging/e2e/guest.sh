@@ -208,8 +208,12 @@ LOOP=$!
 oks() { grep -c '^ok' $T/loop.log; }
 check_within 10 "loop running" '[ $(oks) -ge 5 ]'
 pid=$(main_pid)
+# A key dropped where the docs say reaches the restarted daemon as a credential.
+printf 'not a real key\n' >/etc/firehose/credentials/gerrit/key
+chmod 0600 /etc/firehose/credentials/gerrit/key
 check "systemctl restart firehose" 'systemctl restart firehose'
 check "a new daemon" 'pid_changed $pid'
+check "credentials/gerrit/key reaches the daemon as gerrit_key" '[ -f /run/credentials/firehose.service/gerrit_key ] && [ "$(stat -c %a /etc/firehose/credentials/gerrit)" = 700 ]'
 n=$(oks)
 check_within 10 "the loop carried on after the restart" '[ $(oks) -ge $((n + 5)) ]'
 touch $T/loop.stop
