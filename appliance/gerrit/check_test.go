@@ -10,27 +10,28 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/firehose/firehose/appliance/config"
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
-	priv, _ := newKey(t)
-	_, host := newKey(t)
+	priv, _ := gerrittest.NewKey(t)
+	_, host := gerrittest.NewKey(t)
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	goodKey := writeFile(t, dir, "key", pem.EncodeToMemory(block))
+	goodKey := gerrittest.WriteFile(t, dir, "key", pem.EncodeToMemory(block))
 	locked, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("pw"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lockedKey := writeFile(t, dir, "locked", pem.EncodeToMemory(locked))
-	pubKey := writeFile(t, dir, "key.pub", ssh.MarshalAuthorizedKey(host.PublicKey()))
-	known := writeFile(t, dir, "known_hosts", []byte(knownhosts.Line([]string{"[review.example]:29418"}, host.PublicKey())+"\n"))
-	otherKnown := writeFile(t, dir, "other_known_hosts", []byte(knownhosts.Line([]string{"elsewhere.example"}, host.PublicKey())+"\n"))
-	pw := writeFile(t, dir, "pw", []byte("secret\n"))
-	emptyPw := writeFile(t, dir, "empty", []byte("\n"))
+	lockedKey := gerrittest.WriteFile(t, dir, "locked", pem.EncodeToMemory(locked))
+	pubKey := gerrittest.WriteFile(t, dir, "key.pub", ssh.MarshalAuthorizedKey(host.PublicKey()))
+	known := gerrittest.WriteFile(t, dir, "known_hosts", []byte(knownhosts.Line([]string{"[review.example]:29418"}, host.PublicKey())+"\n"))
+	otherKnown := gerrittest.WriteFile(t, dir, "other_known_hosts", []byte(knownhosts.Line([]string{"elsewhere.example"}, host.PublicKey())+"\n"))
+	pw := gerrittest.WriteFile(t, dir, "pw", []byte("secret\n"))
+	emptyPw := gerrittest.WriteFile(t, dir, "empty", []byte("\n"))
 
 	tests := []struct {
 		name            string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/firehose/firehose/appliance/apitype"
 	"github.com/firehose/firehose/appliance/config"
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
 
 // TestPlaybackSamples streams the real samples verbatim, with garbage and
@@ -22,26 +23,26 @@ import (
 func TestPlaybackSamples(t *testing.T) {
 	r := newRig(t, false)
 	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 
 	samples := readSamples(t)
 	var want [][]byte
 	for _, line := range samples {
-		r.g.emit(line, false, true)
+		r.g.Emit(line, false, true)
 		want = append(want, line)
 	}
 	for _, junk := range []string{"not json", "[1,2]", "null", `{"type":"truncated`} {
-		r.g.emit([]byte(junk), false, true)
+		r.g.Emit([]byte(junk), false, true)
 	}
 	// Over the 16 MiB limit: skipped, even though it is valid JSON.
 	huge := []byte(`{"type":"huge","pad":"` + strings.Repeat("h", 17<<20) + `"}`)
-	r.g.emit(huge, false, true)
+	r.g.Emit(huge, false, true)
 	// Big but within the limit: published whole.
 	big := []byte(`{"type":"big","project":"p","pad":"` + strings.Repeat("b", 3<<20) + `"}`)
-	r.g.emit(big, false, true)
+	r.g.Emit(big, false, true)
 	want = append(want, big)
 	end := []byte(`{"type":"end","project":"a+b/c#d"}`)
-	r.g.emit(end, false, true)
+	r.g.Emit(end, false, true)
 	want = append(want, end)
 
 	r.expectExactly(want)
@@ -62,12 +63,12 @@ func TestPlaybackSamples(t *testing.T) {
 func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [][]byte {
 	var out [][]byte
 	for range n {
-		ev := r.g.event(samples[*seq%len(samples)], *seq)
+		ev := r.g.Event(samples[*seq%len(samples)], *seq)
 		*seq++
 		if *seq%3 == 0 {
-			r.g.tick()
+			r.g.Tick()
 		}
-		r.g.emit(ev, toLog, toStream)
+		r.g.Emit(ev, toLog, toStream)
 		out = append(out, ev)
 	}
 	return out
@@ -79,27 +80,27 @@ func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [
 func TestReconnectReplaysGap(t *testing.T) {
 	r := newRig(t, true)
 	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 	samples := readSamples(t)
 	seq := 0
 	want := generate(r, samples, &seq, 20, true, true)
 	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 20 })
 
-	r.g.setRefuse(true)
-	r.g.dropAll()
+	r.g.SetRefuse(true)
+	r.g.DropAll()
 	want = append(want, generate(r, samples, &seq, 30, true, true)...)
 	waitFor(t, 10*time.Second, "the source to notice", func() bool { return status(s).State != apitype.GerritStreaming })
 	want = append(want, generate(r, samples, &seq, 10, true, true)...)
-	r.g.setRefuse(false)
+	r.g.SetRefuse(false)
 	// Events keep coming while the source reconnects and replays.
 	for range 20 {
 		want = append(want, generate(r, samples, &seq, 1, true, true)...)
-		if r.g.streaming() == 1 {
+		if r.g.Streaming() == 1 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond) // pacing the producer, not synchronisation
 	}
-	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.Streaming() == 1 })
 	want = append(want, generate(r, samples, &seq, 10, true, true)...)
 	r.expectExactly(want)
 	waitFor(t, 10*time.Second, "the replay to finish", func() bool { return status(s).State == apitype.GerritStreaming })
@@ -107,9 +108,7 @@ func TestReconnectReplaysGap(t *testing.T) {
 	if st.Replayed < 40 || st.Reconnects < 1 || st.Replays < 1 {
 		t.Errorf("status = %+v", st)
 	}
-	r.g.mu.Lock()
-	q := r.g.queries
-	r.g.mu.Unlock()
+	q := r.g.Queries()
 	if q < 2 {
 		t.Errorf("%d events-log queries: paging not exercised", q)
 	}
@@ -120,14 +119,14 @@ func TestReconnectReplaysGap(t *testing.T) {
 func TestHalfOpen(t *testing.T) {
 	r := newRig(t, true)
 	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 	samples := readSamples(t)
 	seq := 0
 	want := generate(r, samples, &seq, 5, true, true)
 	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 5 })
 
 	frozenAt := time.Now()
-	r.g.freeze()
+	r.g.Freeze()
 	want = append(want, generate(r, samples, &seq, 10, true, true)...)
 	waitFor(t, 10*time.Second, "the keepalive to give up", func() bool {
 		return strings.Contains(status(s).LastError, "keepalive")
@@ -136,7 +135,7 @@ func TestHalfOpen(t *testing.T) {
 	if d := time.Since(frozenAt); d > 3*time.Second {
 		t.Errorf("half-open connection detected after %s", d)
 	}
-	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "the reconnect", func() bool { return r.g.Streaming() == 1 })
 	want = append(want, generate(r, samples, &seq, 5, true, true)...)
 	r.expectExactly(want)
 }
@@ -146,13 +145,13 @@ func TestHalfOpen(t *testing.T) {
 func TestDroppedOutput(t *testing.T) {
 	r := newRig(t, true)
 	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 	samples := readSamples(t)
 	seq := 0
 	want := generate(r, samples, &seq, 5, true, true)
 	lost := generate(r, samples, &seq, 3, true, false)
-	dropped := []byte(fmt.Sprintf(`{"type":"dropped-output","eventCreatedOn":%d}`, r.g.now().Unix()))
-	r.g.emit(dropped, false, true)
+	dropped := []byte(fmt.Sprintf(`{"type":"dropped-output","eventCreatedOn":%d}`, r.g.Now().Unix()))
+	r.g.Emit(dropped, false, true)
 	want = append(want, dropped)
 	want = append(want, lost...)
 	want = append(want, generate(r, samples, &seq, 5, true, true)...)
@@ -168,7 +167,7 @@ func TestDroppedOutput(t *testing.T) {
 func TestRestartReplaysOutage(t *testing.T) {
 	r := newRig(t, true)
 	s1 := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 	samples := readSamples(t)
 	seq := 0
 	want := generate(r, samples, &seq, 10, true, true)
@@ -177,11 +176,11 @@ func TestRestartReplaysOutage(t *testing.T) {
 	if _, err := os.Stat(statePath(r.state, "test")); err != nil {
 		t.Fatalf("no position saved: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.streaming() == 0 })
+	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.Streaming() == 0 })
 	want = append(want, generate(r, samples, &seq, 10, true, true)...)
 
 	s2 := r.sources(nil)
-	waitFor(t, 10*time.Second, "a new session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a new session", func() bool { return r.g.Streaming() == 1 })
 	want = append(want, generate(r, samples, &seq, 3, true, true)...)
 	r.expectExactly(want)
 	if st := status(s2); st.Replayed < 10 {
@@ -200,8 +199,8 @@ func TestUnknownHostKey(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, false)
-			_, other := newKey(t)
-			host := knownhosts.Normalize(r.g.addr)
+			_, other := gerrittest.NewKey(t)
+			host := knownhosts.Normalize(r.g.Addr)
 			if tt.otherHost != "" {
 				host = tt.otherHost
 			}
@@ -209,7 +208,7 @@ func TestUnknownHostKey(t *testing.T) {
 			s := r.sources(nil)
 			waitFor(t, 10*time.Second, "backing off", func() bool { return status(s).State == apitype.GerritBackingOff })
 			st := status(s)
-			fp := ssh.FingerprintSHA256(r.g.hostKey.PublicKey())
+			fp := ssh.FingerprintSHA256(r.g.HostKey.PublicKey())
 			if !strings.Contains(st.LastError, tt.want) || !strings.Contains(st.LastError, "ssh-ed25519 "+fp) {
 				t.Errorf("last error %q does not name the offered key %s", st.LastError, fp)
 			}
@@ -217,10 +216,7 @@ func TestUnknownHostKey(t *testing.T) {
 			if len(p) != 1 || !strings.HasPrefix(p[0], `gerrit "test": backing off after: host key`) {
 				t.Errorf("problems = %q", p)
 			}
-			r.g.mu.Lock()
-			execs := r.g.execs
-			r.g.mu.Unlock()
-			if execs != 0 {
+			if r.g.Execs() != 0 {
 				t.Error("a command ran on an unverified server")
 			}
 		})
@@ -262,7 +258,7 @@ func TestBrokerOutage(t *testing.T) {
 	r := newRig(t, false)
 	b := &flakyBroker{down: true}
 	s := r.sources(b)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 	samples := readSamples(t)
 	seq := 0
 	want := generate(r, samples, &seq, 20, false, true)
@@ -290,12 +286,8 @@ func TestBrokerOutage(t *testing.T) {
 func TestUpdate(t *testing.T) {
 	r := newRig(t, false)
 	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.streaming() == 1 })
-	execs := func() int {
-		r.g.mu.Lock()
-		defer r.g.mu.Unlock()
-		return r.g.execs
-	}
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
+	execs := r.g.Execs
 	waitFor(t, 10*time.Second, "streaming", func() bool { return status(s).State == apitype.GerritStreaming })
 	s.Update([]config.Gerrit{r.cfg})
 	if execs() != 1 || status(s).State != apitype.GerritStreaming {
@@ -304,12 +296,12 @@ func TestUpdate(t *testing.T) {
 	changed := r.cfg
 	changed.Topic = "review"
 	s.Update([]config.Gerrit{changed})
-	waitFor(t, 10*time.Second, "the restart", func() bool { return execs() == 2 && r.g.streaming() == 1 })
-	r.g.emit([]byte(`{"type":"t","project":"p"}`), false, true)
+	waitFor(t, 10*time.Second, "the restart", func() bool { return execs() == 2 && r.g.Streaming() == 1 })
+	r.g.Emit([]byte(`{"type":"t","project":"p"}`), false, true)
 	waitFor(t, 10*time.Second, "the event", func() bool { return status(s).EventsPublished == 1 })
 	s.Update(nil)
 	if len(s.Status()) != 0 || len(s.Problems()) != 0 {
 		t.Errorf("a removed source is still reported: %+v", s.Status())
 	}
-	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.streaming() == 0 })
+	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.Streaming() == 0 })
 }

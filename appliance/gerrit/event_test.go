@@ -1,37 +1,19 @@
 package gerrit
 
 import (
-	"bufio"
-	"bytes"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 	"github.com/firehose/firehose/appliance/topic"
 )
 
-// samplesPath is the shared corpus of real events; CI clones the repository
-// with shared/ beside it.
-const samplesPath = "../../../shared/gerrit-events/samples.jsonl"
+// samplesPath is the shared corpus of real events.
+const samplesPath = gerrittest.SamplesPath
 
 func readSamples(t testing.TB) [][]byte {
 	t.Helper()
-	b, err := os.ReadFile(samplesPath)
-	if err != nil {
-		t.Fatalf("the shared Gerrit event samples are needed (%v); in CI, shared/ is checked out beside the repository", err)
-	}
-	var out [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if len(sc.Bytes()) > 0 {
-			out = append(out, append([]byte(nil), sc.Bytes()...))
-		}
-	}
-	if len(out) < 50 {
-		t.Fatalf("%s: only %d lines", samplesPath, len(out))
-	}
-	return out
+	return gerrittest.ReadSamples(t, samplesPath)
 }
 
 func TestTopic(t *testing.T) {
