@@ -95,6 +95,9 @@ type daemonOpts struct {
 	extraFor func(addr map[string]string) string
 	// netns runs the daemon in this network namespace (ip netns exec).
 	netns string
+	// stateDir is the broker's state_dir; default a fresh one. Sharing it
+	// lets a second daemon take over where a stopped one left off.
+	stateDir string
 }
 
 // configText renders a config for the daemon's temp dir.
@@ -106,6 +109,10 @@ func (d *daemon) configText(o daemonOpts, publishers string) string {
 			off += k + " = \"\"\n"
 		}
 	}
+	state := o.stateDir
+	if state == "" {
+		state = filepath.Join(d.dir, "state")
+	}
 	return fmt.Sprintf(`[broker]
 %sstate_dir = %q
 %s
@@ -114,7 +121,7 @@ socket = %q
 
 %s
 %s
-`, off, filepath.Join(d.dir, "state"), o.broker, filepath.Join(d.dir, "control.sock"), publishers, o.extra)
+`, off, state, o.broker, filepath.Join(d.dir, "control.sock"), publishers, o.extra)
 }
 
 func zuulPublisher(t testing.TB) string {
