@@ -80,12 +80,12 @@ delivered() { pub -t "$1" -m "$2" && has_line $T/sub-tcp.out "$1 $2"; }
 # sub_alive: the TCP subscriber is still running. mosquitto_sub reconnects by
 # itself after a lost connection, but exits on a protocol error.
 sub_alive() { kill -0 $SUB_TCP 2>/dev/null; }
-why_sub() { sub_alive || log "mosquitto_sub exited: $(cat $T/sub-tcp.err)"; }
+why_sub() { sub_alive || log "mosquitto_sub exited: $(tr '\n' ' ' <$T/sub-tcp.err)"; }
 # fresh_sub: replace a TCP subscriber that exited, so one step's failure
 # does not hide what the next step checks.
 fresh_sub() {
 	sub_alive && return 0
-	log "mosquitto_sub had exited: $(cat $T/sub-tcp.err); starting another"
+	log "mosquitto_sub had exited: $(tr '\n' ' ' <$T/sub-tcp.err); starting another"
 	mosquitto_sub -h $H -p 1883 -i e2e-sub-tcp -t 'e2e/#' -v >>$T/sub-tcp.out 2>$T/sub-tcp.err &
 	SUB_TCP=$!
 	within 10 'delivered e2e/fresh $SUB_TCP'
@@ -110,7 +110,7 @@ rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 echo "deb [trusted=yes] file:/srv/repo ./" >/etc/apt/sources.list.d/firehose.list
 check "apt-get update" 'apt-get update -q >$T/apt.log 2>&1'
 check "apt-get install firehose" 'apt-get install -y -q firehose >>$T/apt.log 2>&1'
-tail -n 12 $T/apt.log | sed 's/^/    apt: /'
+grep -v 'Reading database' $T/apt.log | tail -n 12 | sed 's/^/    apt: /'
 V1=$(dpkg-query -W -f '${Version}' firehose 2>/dev/null)
 log "installed firehose $V1; firehosectl version: $(firehosectl version 2>&1)"
 for s in $SOCKETS; do check "$s active" "active $s"; done
@@ -127,7 +127,7 @@ end_step
 
 # --- 2 ---------------------------------------------------------------------
 step 2 "socket activation; reload adds a publisher without dropping clients; TCP and websockets"
-systemctl stop firehose.service
+systemctl stop firehose.service 2>/dev/null
 check_within 15 "service stopped" 'inactive firehose.service'
 check "sockets still listening on 1883 and 80" 'listening 1883 && listening 80'
 mosquitto_sub -h $H -p 1883 -i e2e-sub-tcp -t 'e2e/#' -v >$T/sub-tcp.out 2>$T/sub-tcp.err &
@@ -138,7 +138,7 @@ ws sub e2e-sub-ws 'e2e/#' >$T/sub-ws.out 2>$T/sub-ws.err &
 SUB_WS=$!
 check_within 10 "websocket subscriber subscribed" 'grep -q "^subscribed" $T/sub-ws.out'
 check "publisher unknown before the reload" '! pub -t e2e/early -m early 2>$T/early.err'
-log "unknown publisher: $(cat $T/early.err)"
+log "unknown publisher: $(tr '\n' ' ' <$T/early.err)"
 before=$(clients_of 1883; clients_of 80)
 add_publisher
 check "systemctl reload firehose" 'systemctl reload firehose'
