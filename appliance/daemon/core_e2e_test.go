@@ -336,3 +336,31 @@ func TestSlowSubscriberDoesNotStallOthers(t *testing.T) {
 		t.Fatalf("nothing counted as dropped for the subscriber that stopped reading: %+v", st.Messages)
 	}
 }
+
+// On SIGTERM an MQTT 3.1.1 client is closed without a DISCONNECT packet,
+// which only clients may send in 3.1.1: libmosquitto treats one as a
+// protocol error and stops reconnecting, so a restart would lose every
+// mosquitto-based subscriber for good.
+func TestShutdownSendsNoDisconnectToMQTT3Clients(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	c := rawConn(t, d.addr["mqtt"])
+	connectPkt := []byte{0x10, 0x0f, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 3, 'v', '3', 'c'}
+	if _, err := c.Write(connectPkt); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x20 {
+		t.Fatalf("CONNACK = % x, %v", ack, err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	rest, err := io.ReadAll(c)
+	if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+		t.Fatal("connection not closed within 20s of SIGTERM")
+	}
+	if len(rest) > 0 {
+		t.Fatalf("the server sent % x before closing an MQTT 3.1.1 connection; want nothing", rest)
+	}
+}

@@ -268,6 +268,7 @@ func (d *Daemon) shutdown() error {
 	d.gerrit.Close() // saves each stream's position before the broker goes
 	d.tls.Close()
 	d.fw.Close() // the table stays: a restart must not open the host
+	d.broker.Drain()
 	err := d.broker.Close(ShutdownTimeout)
 	if err != nil {
 		d.log.Error("shutdown", "error", err)
