@@ -305,3 +305,33 @@ func TestUpdate(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the session to end", func() bool { return r.g.Streaming() == 0 })
 }
+
+// TestReplayPastFullSecond: more events in one second than the events-log
+// returns per answer. The plugin cannot page inside a second, so the replay
+// must go on from the next second instead of stopping at that page, or
+// everything after it is lost.
+func TestReplayPastFullSecond(t *testing.T) {
+	r := newRig(t, true)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
+	samples := readSamples(t)
+	var want [][]byte
+	for i := range 10 { // one second, more than the page limit of 7
+		ev := r.g.Event(samples[i], i)
+		r.g.Emit(ev, true, true)
+		want = append(want, ev)
+	}
+	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 10 })
+
+	r.g.SetRefuse(true)
+	r.g.DropAll()
+	waitFor(t, 10*time.Second, "the source to notice", func() bool { return status(s).State != apitype.GerritStreaming })
+	r.g.Tick()
+	for i := 10; i < 15; i++ { // missed: only the events-log has them
+		ev := r.g.Event(samples[i], i)
+		r.g.Emit(ev, true, false)
+		want = append(want, ev)
+	}
+	r.g.SetRefuse(false)
+	r.expectExactly(want)
+}

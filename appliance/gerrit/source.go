@@ -708,6 +708,15 @@ func (s *source) replayFrom(ctx context.Context, t1 int64) (int, error) {
 			}
 		}
 		if fresh == 0 {
+			if len(evs) > 0 && evs[0].sec == last {
+				// The whole page is one second, all seen: the plugin's cap was
+				// reached within that second (it cannot page inside one), or
+				// the log ends there. Go on from the next second; an empty
+				// answer then ends the replay.
+				s.log.Warn("events-log returned a whole page within one second; continuing from the next second, events of that second past the page may be missing", "second", last, "page", len(evs))
+				t1, overlap = last+1, nil
+				continue
+			}
 			return published, nil
 		}
 		t1, overlap = last, next
