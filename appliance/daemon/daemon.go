@@ -115,13 +115,22 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 	}
 }
 
-func start(path string, log *slog.Logger) (*Daemon, error) {
+func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	cfg, err := Prepare(path)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, path: path, started: time.Now()}
+	d = &Daemon{log: log, path: path, started: time.Now()}
 	d.cfg.Store(cfg)
+	var sockets []*listen.Socket
+	defer func() {
+		if err != nil {
+			for _, s := range sockets {
+				s.Close()
+			}
+			d.stopParts()
+		}
+	}()
 
 	if d.tls, err = tlsconf.New(cfg, log.With("component", "tls")); err != nil {
 		return nil, err
@@ -130,8 +139,7 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	sockets, err := listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log)
-	if err != nil {
+	if sockets, err = listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log); err != nil {
 		return nil, err
 	}
 	byName := map[string]net.Addr{}
@@ -164,21 +172,15 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	if err := d.fw.Update(cfg); err != nil {
 		log.Warn("firewall", "error", err)
 	}
-	if err := d.broker.Start(); err != nil {
+	if err = d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
 	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))
 	d.gerrit.Update(cfg.Gerrit)
-	if err := d.tls.Start(context.Background()); err != nil {
-		d.gerrit.Close()
-		_ = d.broker.Close(ShutdownTimeout)
+	if err = d.tls.Start(context.Background()); err != nil {
 		return nil, err
 	}
-	d.control, err = control.Listen(cfg.Control.Socket, d, log)
-	if err != nil {
-		d.gerrit.Close()
-		d.tls.Close()
-		_ = d.broker.Close(ShutdownTimeout)
+	if d.control, err = control.Listen(cfg.Control.Socket, d, log); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -264,17 +266,34 @@ func fixed(old, next *config.Config) error {
 
 func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
-	d.control.Close()
-	d.gerrit.Close() // saves each stream's position before the broker goes
-	d.tls.Close()
-	d.fw.Close() // the table stays: a restart must not open the host
-	d.broker.Drain()
-	err := d.broker.Close(ShutdownTimeout)
-	if err != nil {
-		d.log.Error("shutdown", "error", err)
-	}
+	d.stopParts()
 	d.log.Info("stopped")
 	return nil
+}
+
+// stopParts stops whatever has been started, in the order that loses
+// nothing: no new requests, Gerrit positions saved while the broker still
+// takes events, then clients closed. The firewall table stays: a restart
+// must not open the host.
+func (d *Daemon) stopParts() {
+	if d.control != nil {
+		d.control.Close()
+	}
+	if d.gerrit != nil {
+		d.gerrit.Close()
+	}
+	if d.tls != nil {
+		d.tls.Close()
+	}
+	if d.fw != nil {
+		d.fw.Close()
+	}
+	if d.broker != nil {
+		d.broker.Drain()
+		if err := d.broker.Close(ShutdownTimeout); err != nil {
+			d.log.Error("shutdown", "error", err)
+		}
+	}
 }
 
 // Status reports the whole appliance; the control API serves it.
