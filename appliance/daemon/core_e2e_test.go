@@ -1,9 +1,12 @@
 package daemon_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -362,5 +365,40 @@ func TestShutdownSendsNoDisconnectToMQTT3Clients(t *testing.T) {
 	}
 	if len(rest) > 0 {
 		t.Fatalf("the server sent % x before closing an MQTT 3.1.1 connection; want nothing", rest)
+	}
+}
+
+// `firehosectl sub` is how people check the bus: over TCP and websockets.
+func TestFirehosectlSub(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"tcp", []string{"-p", strconv.Itoa(portOf(t, d.addr["mqtt"]))}},
+		{"ws", []string{"--ws", "-p", strconv.Itoa(portOf(t, d.addr["ws"]))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := d.status().Subscriptions
+			cmd := exec.Command(binary, append(append([]string{"sub", "-h", "127.0.0.1"}, tc.args...), "-t", "zuul/#", "-v", "-C", "1")...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "firehosectl sub to subscribe", func() bool { return d.status().Subscriptions > before })
+			publish(t, "tcp://"+d.addr["mqtt"], "zuul", zuulPass, "zuul/sub/"+tc.name, "hello")
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil || strings.TrimSpace(out.String()) != "zuul/sub/"+tc.name+" hello" {
+					t.Fatalf("firehosectl sub: %v, printed %q", err, out.String())
+				}
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatalf("firehosectl sub -C 1 did not exit; printed %q", out.String())
+			}
+		})
 	}
 }
