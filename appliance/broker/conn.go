@@ -20,7 +20,20 @@ type guardedConn struct {
 	net.Conn
 	max   *atomic.Int64
 	frame framer
+	out   coalescedWriter
 }
+
+func newGuardedConn(c net.Conn, max *atomic.Int64) *guardedConn {
+	g := &guardedConn{Conn: c, max: max}
+	g.out.init(c)
+	return g
+}
+
+// Write hands p to the write coalescer (coalesce.go).
+func (c *guardedConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+
+// Close lets buffered bytes go out, briefly, then closes the connection.
+func (c *guardedConn) Close() error { return c.out.close(c.Conn.Close) }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)

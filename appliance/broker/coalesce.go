@@ -1,0 +1,307 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Write coalescing. mochi encodes every delivery on its own and, unless the
+// client's queue has already backed up, writes it with one write(2). With many
+// subscribers a queue rarely holds more than one message, so the broker spent
+// about half its CPU in one syscall per delivery (bench/results/profiles).
+// coalescedWriter takes the encoded packets instead, appends them to a
+// per-connection buffer and leaves the write to a small pool of flushers that
+// serve dirty connections first come, first served. The busier the broker,
+// the longer a connection waits for its turn and the more packets its one
+// write carries; an idle broker writes at once. Memory is held only while
+// bytes wait: an idle connection keeps no buffer.
+//
+// Flushers write with a non-blocking write(2) when the connection exposes its
+// socket; a connection whose socket is full (a slow reader), or that has no
+// socket of its own (TLS, websockets), is handed to a goroutine of its own
+// that writes with ordinary blocking writes until it has caught up.
+
+// maxBuffered is how many bytes may wait for one connection before Write
+// blocks; mochi's own queue (pendingWrites) then fills and drops, counted, as
+// it did before coalescing.
+const maxBuffered = 64 << 10
+
+// closeFlushTimeout bounds how long Close waits for buffered bytes to reach a
+// client (a CONNACK refusing it, say) before the socket is closed anyway.
+const closeFlushTimeout = 2 * time.Second
+
+var errWriterClosed = errors.New("connection closed")
+
+type writerState uint8
+
+const (
+	wIdle    writerState = iota // nothing buffered, not queued
+	wQueued                     // in the flush queue
+	wDrained                    // a goroutine of its own is writing
+)
+
+type coalescedWriter struct {
+	conn net.Conn        // where the bytes go (not the guard)
+	raw  syscall.RawConn // conn's socket, when it has one for non-blocking writes
+
+	mu      sync.Mutex
+	space   sync.Cond // signalled when buffered bytes went out, or on error/close
+	pending []byte
+	state   writerState
+	err     error
+	closing bool
+	closeFn func() error // set by close while bytes still wait: called once they are out
+}
+
+func (w *coalescedWriter) init(c net.Conn) {
+	w.conn = c
+	w.space.L = &w.mu
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
+}
+
+// Write buffers p for the flushers. It blocks only when maxBuffered bytes are
+// already waiting for this connection.
+func (w *coalescedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	for len(w.pending) >= maxBuffered && w.err == nil && !w.closing {
+		w.space.Wait()
+	}
+	if w.err != nil || w.closing {
+		err := w.err
+		w.mu.Unlock()
+		if err == nil {
+			err = errWriterClosed
+		}
+		return 0, err
+	}
+	if w.pending == nil {
+		w.pending = getBuf()
+	}
+	w.pending = append(w.pending, p...)
+	if w.state == wIdle {
+		w.state = wQueued
+		flushers.push(w)
+	}
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// flush runs on a flusher: one non-blocking write of everything buffered.
+func (w *coalescedWriter) flush() {
+	w.mu.Lock()
+	buf := w.pending
+	w.pending = nil
+	if w.raw == nil || w.closing || w.err != nil {
+		w.state = wDrained
+		w.mu.Unlock()
+		go w.drain(buf)
+		return
+	}
+	w.mu.Unlock()
+
+	n, err := w.tryWrite(buf)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err != nil:
+		putBuf(buf)
+		w.fail(err)
+	case n < len(buf):
+		// The socket is full: this reader is slow. Keep the rest in order,
+		// ahead of anything buffered meanwhile, and block on it elsewhere.
+		rest := append(getBuf(), buf[n:]...)
+		putBuf(buf)
+		rest = append(rest, w.pending...)
+		putBuf(w.pending)
+		w.pending = nil
+		w.state = wDrained
+		go w.drain(rest)
+	case len(w.pending) > 0:
+		putBuf(buf)
+		flushers.push(w) // still wQueued: back of the line, batching more
+	default:
+		putBuf(buf)
+		w.setIdle()
+	}
+	w.space.Broadcast()
+}
+
+// tryWrite writes what the socket takes now and never waits.
+func (w *coalescedWriter) tryWrite(buf []byte) (int, error) {
+	written := 0
+	var werr error
+	err := w.raw.Write(func(fd uintptr) bool {
+		for written < len(buf) {
+			n, err := syscall.Write(int(fd), buf[written:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				return true
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			if n <= 0 {
+				return true
+			}
+			written += n
+		}
+		return true
+	})
+	if werr == nil {
+		werr = err
+	}
+	return written, werr
+}
+
+// drain writes with blocking writes until nothing is buffered, then hands the
+// connection back to the flushers.
+func (w *coalescedWriter) drain(buf []byte) {
+	for {
+		var err error
+		if len(buf) > 0 {
+			_, err = w.conn.Write(buf)
+		}
+		putBuf(buf)
+		w.mu.Lock()
+		if err != nil {
+			w.fail(err)
+			w.space.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		if len(w.pending) == 0 {
+			w.pending = nil
+			w.setIdle()
+			w.space.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		buf = w.pending
+		w.pending = nil
+		w.space.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// fail records a write error; with w.mu held.
+func (w *coalescedWriter) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+	putBuf(w.pending)
+	w.pending = nil
+	w.setIdle()
+}
+
+// setIdle marks the writer idle, with w.mu held, and closes the connection
+// if a close was waiting for the buffered bytes.
+func (w *coalescedWriter) setIdle() {
+	w.state = wIdle
+	if fn := w.closeFn; fn != nil {
+		w.closeFn = nil
+		_ = fn()
+	}
+}
+
+// close stops further writes and closes the connection with closeFn: at
+// once when nothing is buffered, else as soon as the buffered bytes are out
+// (a CONNACK refusing the client, say), within closeFlushTimeout.
+func (w *coalescedWriter) close(closeFn func() error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing {
+		return errWriterClosed
+	}
+	w.closing = true
+	w.space.Broadcast()
+	if w.state == wIdle {
+		return closeFn()
+	}
+	_ = w.conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	w.closeFn = closeFn
+	return nil
+}
+
+// flushQueue hands dirty connections to the flushers in arrival order.
+type flushQueue struct {
+	once  sync.Once
+	mu    sync.Mutex
+	ready sync.Cond
+	q     []*coalescedWriter
+	head  int // q[head:] are waiting
+}
+
+var flushers flushQueue
+
+func (f *flushQueue) push(w *coalescedWriter) {
+	f.once.Do(f.start)
+	f.mu.Lock()
+	f.q = append(f.q, w)
+	f.mu.Unlock()
+	f.ready.Signal()
+}
+
+func (f *flushQueue) start() {
+	f.ready.L = &f.mu
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		go f.run()
+	}
+}
+
+// flushBatch bounds how many connections one flusher takes at a time, so the
+// others get a share of a long queue.
+const flushBatch = 32
+
+func (f *flushQueue) run() {
+	batch := make([]*coalescedWriter, 0, flushBatch)
+	for {
+		f.mu.Lock()
+		for f.head == len(f.q) {
+			f.ready.Wait()
+		}
+		k := min(len(f.q)-f.head, flushBatch)
+		batch = append(batch[:0], f.q[f.head:f.head+k]...)
+		clear(f.q[f.head : f.head+k])
+		f.head += k
+		switch {
+		case f.head == len(f.q):
+			f.q, f.head = f.q[:0], 0
+		case f.head > len(f.q)/2 && f.head > 1024:
+			n := copy(f.q, f.q[f.head:])
+			f.q, f.head = f.q[:n], 0
+		}
+		more := f.head < len(f.q)
+		f.mu.Unlock()
+		if more {
+			f.ready.Signal()
+		}
+		for i, w := range batch {
+			w.flush()
+			batch[i] = nil
+		}
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() []byte { return (*(bufPool.Get().(*[]byte)))[:0] }
+
+func putBuf(b []byte) {
+	if b == nil || cap(b) > 2*maxBuffered {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}
