@@ -402,3 +402,44 @@ func TestFirehosectlSub(t *testing.T) {
 		})
 	}
 }
+
+// Monitoring that read Mosquitto's $SYS topics keeps working: each name is
+// published (retained, so a new subscriber gets it at once) with a number.
+func TestMosquittoSysTopics(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, name := range []string{
+		"$SYS/broker/clients/total", "$SYS/broker/subscriptions/count", "$SYS/broker/heap/current",
+		"$SYS/broker/load/messages/received/1min", "$SYS/broker/load/messages/sent/1min",
+		"$SYS/broker/load/bytes/received/1min", "$SYS/broker/load/bytes/sent/1min",
+		"$SYS/broker/load/publish/dropped/1min",
+	} {
+		s := subscribe(t, "tcp://"+d.addr["mqtt"], name)
+		m := s.next()
+		if _, err := strconv.ParseFloat(string(m.Payload()), 64); err != nil || m.Topic() != name {
+			t.Errorf("%s: got %s %q, want a number", name, m.Topic(), m.Payload())
+		}
+	}
+}
+
+// max_clients refuses the connection past the limit, and a reload raises it
+// for the next CONNECT without touching the connected clients.
+func TestMaxClientsLiveLimit(t *testing.T) {
+	o := daemonOpts{broker: "max_clients = 2"}
+	d := startDaemon(t, o)
+	url := "tcp://" + d.addr["mqtt"]
+	a := subscribe(t, url, "zuul/#")
+	subscribe(t, url, "zuul/#")
+	third := paho.NewClient(pahoOpts(url, "", ""))
+	if err := wait(third.Connect()); err == nil || !strings.Contains(strings.ToLower(err.Error()), "unavailable") {
+		third.Disconnect(0)
+		t.Fatalf("third client with max_clients = 2: %v, want server unavailable", err)
+	}
+	d.writeConfig(d.configText(daemonOpts{broker: "max_clients = 3"}, zuulPublisher(t)))
+	if out, code := d.run("reload", "--socket", d.ctl.Socket); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	subscribe(t, url, "zuul/#")
+	if a.lost.Load() != 0 {
+		t.Fatal("a connected client was dropped by the reload")
+	}
+}
