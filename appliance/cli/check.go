@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/daemon"
 )
 
@@ -15,12 +16,17 @@ func checkCommand() *cli.Command {
 		Description: "Runs the same checks the daemon runs at start and reload; exits 1 naming\nthe file, line and key of every problem.",
 		Flags:       []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
-			defer withUnitCredentials()()
-			if _, err := daemon.Prepare(c.String("config")); err != nil {
+			if _, err := prepare(c); err != nil {
 				return err
 			}
 			fmt.Fprintf(Stdout, "%s: ok\n", c.String("config"))
 			return nil
 		},
 	}
+}
+
+// prepare runs the daemon's own checks on --config, outside the service.
+func prepare(c *cli.Context) (*config.Config, error) {
+	defer withUnitCredentials()()
+	return daemon.Prepare(c.String("config"))
 }

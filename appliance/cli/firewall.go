@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/firehose/firehose/appliance/daemon"
 	"github.com/firehose/firehose/appliance/firewall"
 )
 
@@ -29,8 +28,7 @@ func firewallCommand() *cli.Command {
 				Usage: "print the rules the config implies, in nft syntax, without touching the kernel",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
-					defer withUnitCredentials()()
-					cfg, err := daemon.Prepare(c.String("config"))
+					cfg, err := prepare(c)
 					if err != nil {
 						return err
 					}
@@ -43,8 +41,7 @@ func firewallCommand() *cli.Command {
 				Usage: "load the table the config implies (removes it when [firewall] enabled = false)",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
-					defer withUnitCredentials()()
-					cfg, err := daemon.Prepare(c.String("config"))
+					cfg, err := prepare(c)
 					if err != nil {
 						return err
 					}
