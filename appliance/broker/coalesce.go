@@ -55,6 +55,7 @@ type coalescedWriter struct {
 	err     error
 	closing bool
 	closeFn func() error // set by close while bytes still wait: called once they are out
+	queued  time.Time    // when it last joined the flush queue
 }
 
 func (w *coalescedWriter) init(c net.Conn) {
@@ -231,6 +232,17 @@ func (w *coalescedWriter) close(closeFn func() error) error {
 	}
 	_ = w.conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	w.closeFn = closeFn
+	// Not every connection honours the deadline (gorilla resets it per
+	// write): close regardless once it has passed.
+	time.AfterFunc(closeFlushTimeout, func() {
+		w.mu.Lock()
+		fn := w.closeFn
+		w.closeFn = nil
+		w.mu.Unlock()
+		if fn != nil {
+			_ = fn()
+		}
+	})
 	return nil
 }
 
@@ -247,6 +259,7 @@ var flushers flushQueue
 
 func (f *flushQueue) push(w *coalescedWriter) {
 	f.once.Do(f.start)
+	w.queued = time.Now()
 	f.mu.Lock()
 	f.q = append(f.q, w)
 	f.mu.Unlock()
@@ -259,6 +272,10 @@ func (f *flushQueue) start() {
 		go f.run()
 	}
 }
+
+// flushLinger is how long a flusher lets a newly dirty connection gather more
+// packets before writing it: a bound on the latency coalescing adds.
+var flushLinger = time.Millisecond
 
 // flushBatch bounds how many connections one flusher takes at a time, so the
 // others get a share of a long queue.
@@ -286,6 +303,12 @@ func (f *flushQueue) run() {
 		f.mu.Unlock()
 		if more {
 			f.ready.Signal()
+		}
+		// A connection that became dirty just now may have more packets
+		// coming from the same publish: give them flushLinger to join it.
+		// Under load the queue is long and its head already old enough.
+		if wait := flushLinger - time.Since(batch[0].queued); wait > 0 {
+			time.Sleep(wait)
 		}
 		for i, w := range batch {
 			w.flush()

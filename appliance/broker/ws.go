@@ -22,6 +22,9 @@ func (b *Broker) ServeWebsocket(name string, l net.Listener, source string, tls 
 	return b.server.AddListener(&wsListener{id: name, l: l, b: b, wrap: wrap})
 }
 
+// wsWriteBuffers is shared by every websocket listener.
+var wsWriteBuffers sync.Pool
+
 type wsListener struct {
 	id   string
 	l    net.Listener
@@ -44,6 +47,9 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
+		// Write buffers are borrowed per message, not held by every idle
+		// connection.
+		WriteBufferPool: &wsWriteBuffers,
 	}
 	mux := http.NewServeMux()
 	handle := func(rw http.ResponseWriter, r *http.Request) {
