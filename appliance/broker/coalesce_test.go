@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 )
@@ -146,5 +147,14 @@ func TestCoalescedWriterPeerGone(t *testing.T) {
 		if i > 1<<20 {
 			t.Fatal("writes to a closed peer never failed")
 		}
+	}
+}
+
+func TestMemTotal(t *testing.T) {
+	if _, err := os.Stat("/proc/meminfo"); err != nil {
+		t.Skip("no /proc/meminfo")
+	}
+	if n := memTotal(); n < 1<<20 {
+		t.Fatalf("memTotal = %d", n)
 	}
 }
