@@ -149,6 +149,7 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	// ACME answers its challenges on these very sockets (80 and 443).
 	d.tls.SetListenerAddrs(byName["ws"], byName["wss"])
 
+	broker.TuneGC()
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
 	for _, s := range sockets {
 		l := listen.Resilient(s.Listener, log)
