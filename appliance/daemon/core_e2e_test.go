@@ -111,6 +111,8 @@ func TestReloadAddsPublisherWithoutDroppingSubscribers(t *testing.T) {
 	if out, code := d.run("reload", "--socket", d.ctl.Socket); code != 0 {
 		t.Fatalf("reload: exit %d: %s", code, out)
 	}
+	// systemd's notify-reload protocol: RELOADING=1 with MONOTONIC_USEC, then READY=1.
+	d.waitNotify("RELOADING=1\nMONOTONIC_USEC=")
 	d.waitNotify("READY=1")
 
 	publish(t, "tcp://"+d.addr["mqtt"], "gerrit", gerritPass, "gerrit/x", "2")
