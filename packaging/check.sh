@@ -1,7 +1,7 @@
 #!/bin/sh
 # Lints the packages in DIR and shows what the rpm holds and runs. Fails on
 # any lintian or rpmlint error; warnings are either fixed, overridden with a
-# reason (deb/lintian-overrides, rpm/rpmlintrc) or explained in docs/packaging.md.
+# reason (deb/lintian-overrides, rpm/rpmlintrc) or explained in README.md ("Packages and systemd").
 set -eu
 dir=${1:?usage: check.sh DIR}
 here=$(cd "$(dirname "$0")" && pwd)

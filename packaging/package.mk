@@ -2,7 +2,7 @@
 #   make package   dist/firehose_<version>-1_<arch>.deb and dist/firehose-<version>-1.<arch>.rpm
 #   make repo      dist/repo/, a flat apt repository of those debs
 #   make package-check  lintian, rpmlint, rpm -qpl and rpm -qp --scripts
-#   make e2e       the booted-systemd end-to-end test (root; see docs/packaging.md)
+#   make e2e       the booted-systemd end-to-end test (root; see README.md, "Packages and systemd")
 
 # Keep whatever default goal the including Makefile had (restored at the end).
 _firehose_default_goal := $(.DEFAULT_GOAL)
@@ -39,8 +39,7 @@ stage:
 			-o $(FIREHOSE_STAGE)/$$a/firehosectl ./cmd/firehosectl; \
 	done
 	gzip -9n <packaging/man/firehosectl.1 >$(FIREHOSE_STAGE)/firehosectl.1.gz
-	if [ -f README.md ]; then cp README.md $(FIREHOSE_STAGE)/README.md; \
-		else cp docs/packaging.md $(FIREHOSE_STAGE)/README.md; fi
+	cp README.md $(FIREHOSE_STAGE)/README.md
 	cp $(FIREHOSE_CONFIG_SRC) $(FIREHOSE_STAGE)/firehose.toml
 	packaging/changelog.sh $(FIREHOSE_PKG_VERSION)-$(FIREHOSE_PKG_RELEASE) $(FIREHOSE_GIT_VERSION) >$(FIREHOSE_STAGE)/changelog.yml
 
