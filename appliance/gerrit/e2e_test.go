@@ -78,10 +78,7 @@ func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [
 // coming; after the server returns, every event arrives exactly once, in
 // order, the missed ones from the events-log in pages.
 func TestReconnectReplaysGap(t *testing.T) {
-	r := newRig(t, true)
-	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
-	samples := readSamples(t)
+	r, s, samples := streaming(t)
 	seq := 0
 	want := generate(r, samples, &seq, 20, true, true)
 	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 20 })
@@ -117,10 +114,7 @@ func TestReconnectReplaysGap(t *testing.T) {
 // TestHalfOpen freezes the connection without closing it: the keepalive
 // notices, the source reconnects and replays what the dead connection lost.
 func TestHalfOpen(t *testing.T) {
-	r := newRig(t, true)
-	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
-	samples := readSamples(t)
+	r, s, samples := streaming(t)
 	seq := 0
 	want := generate(r, samples, &seq, 5, true, true)
 	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 5 })
@@ -143,10 +137,7 @@ func TestHalfOpen(t *testing.T) {
 // TestDroppedOutput: Gerrit dropped events of the session and said so; the
 // source replays them from the log.
 func TestDroppedOutput(t *testing.T) {
-	r := newRig(t, true)
-	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
-	samples := readSamples(t)
+	r, s, samples := streaming(t)
 	seq := 0
 	want := generate(r, samples, &seq, 5, true, true)
 	lost := generate(r, samples, &seq, 3, true, false)
@@ -165,10 +156,7 @@ func TestDroppedOutput(t *testing.T) {
 // TestRestartReplaysOutage stops the daemon's publisher, lets events pass,
 // and starts a new one on the same state directory.
 func TestRestartReplaysOutage(t *testing.T) {
-	r := newRig(t, true)
-	s1 := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
-	samples := readSamples(t)
+	r, s1, samples := streaming(t)
 	seq := 0
 	want := generate(r, samples, &seq, 10, true, true)
 	waitFor(t, 10*time.Second, "the first events", func() bool { return r.sub.count() == 10 })
@@ -311,10 +299,7 @@ func TestUpdate(t *testing.T) {
 // must go on from the next second instead of stopping at that page, or
 // everything after it is lost.
 func TestReplayPastFullSecond(t *testing.T) {
-	r := newRig(t, true)
-	s := r.sources(nil)
-	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
-	samples := readSamples(t)
+	r, s, samples := streaming(t)
 	var want [][]byte
 	for i := range 10 { // one second, more than the page limit of 7
 		ev := r.g.Event(samples[i], i)
@@ -334,4 +319,14 @@ func TestReplayPastFullSecond(t *testing.T) {
 	}
 	r.g.SetRefuse(false)
 	r.expectExactly(want)
+}
+
+// streaming starts a rig with an events-log whose source is streaming, and
+// the samples to play through it.
+func streaming(t *testing.T) (*rig, *Sources, [][]byte) {
+	t.Helper()
+	r := newRig(t, true)
+	s := r.sources(nil)
+	waitFor(t, 10*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
+	return r, s, readSamples(t)
 }
