@@ -88,11 +88,7 @@ func TestACMEHTTP01(t *testing.T) {
 	if err := Check(c); err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(c, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := newManager(t, c)
 
 	websocket := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "websocket "+r.URL.Path) })
 	var answered atomic.Int32 // challenge requests our handler answered with 200
@@ -187,11 +183,7 @@ func TestACMETLSALPN01(t *testing.T) {
 	// websocket off: no HTTP-01, so the order can only pass over TLS-ALPN-01.
 	// websocket_tls as an operator writes it; the real socket is told below.
 	c := parseConfig(t, stateDir, acmeConfigBody(p, "", ":443"))
-	m, err := New(c, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := newManager(t, c)
 	m.SetListenerAddrs(nil, port443.Addr())
 
 	var challenges atomic.Int32 // handshakes that negotiated acme-tls/1 on our listener

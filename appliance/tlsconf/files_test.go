@@ -38,11 +38,7 @@ func TestFilesServeReloadAndReject(t *testing.T) {
 	if err := Check(c); err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(c, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := newManager(t, c)
 	if !m.Enabled() {
 		t.Fatal("Enabled() = false in files mode")
 	}

@@ -118,3 +118,15 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// newManager builds a Manager for c, failing the test if it cannot, and
+// closes it when the test ends.
+func newManager(t *testing.T, c *config.Config) *Manager {
+	t.Helper()
+	m, err := New(c, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
