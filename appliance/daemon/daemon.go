@@ -310,6 +310,7 @@ func (d *Daemon) Status() *apitype.Status {
 		Clients:       bs.Clients,
 		Subscriptions: bs.Subscriptions,
 		Messages:      bs.Messages,
+		Refusals:      bs.Refusals,
 		Publishers:    make([]string, 0, len(cfg.Publishers)),
 		LastReload:    d.lastReload.Load(),
 	}
