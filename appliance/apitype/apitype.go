@@ -30,6 +30,7 @@ type Status struct {
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
+	Metrics  *MetricsStatus  `json:"metrics,omitempty"`
 }
 
 // States of the appliance.
