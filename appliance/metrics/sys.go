@@ -20,7 +20,7 @@ var sysCounters = map[string]bool{
 	"$SYS/broker/messages/sent":             true,
 	"$SYS/broker/publish/messages/received": true,
 	"$SYS/broker/publish/messages/sent":     true,
-	"$SYS/broker/publish/messages/dropped":   true,
+	"$SYS/broker/publish/messages/dropped":  true,
 }
 
 var sysNamer = strings.NewReplacer("/", "_", " ", "_", "-", "_", ".", "_")
