@@ -22,10 +22,15 @@ type Status struct {
 	Messages      Messages   `json:"messages"`
 	Publishers    []string   `json:"publishers"`
 	LastReload    *Reload    `json:"last_reload,omitempty"`
+	// Refusals counts what the broker turned away, by kind: "auth" (bad
+	// credentials), "acl" (a publish outside the client's rights),
+	// "max_clients", and the limits that hardening adds.
+	Refusals map[string]int64 `json:"refusals,omitempty"`
 
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
+	Metrics  *MetricsStatus  `json:"metrics,omitempty"`
 }
 
 // States of the appliance.
@@ -58,7 +63,18 @@ type Messages struct {
 	ReceivedPerSec float64 `json:"received_per_sec"`
 	SentPerSec     float64 `json:"sent_per_sec"`
 	DroppedPerSec  float64 `json:"dropped_per_sec"`
+	// Drops counts deliveries lost, by reason (the Drop* constants).
+	Drops map[string]int64 `json:"drops,omitempty"`
 }
+
+// Why a delivery was lost.
+const (
+	// DropSlowSubscriber: the subscriber's queue was full (DroppedTotal).
+	DropSlowSubscriber = "slow_subscriber"
+	// DropInflight: a QoS 1 or 2 message that did not fit the subscriber's
+	// inflight window, or expired in it.
+	DropInflight = "inflight"
+)
 
 // Reload is the outcome of the last reload.
 type Reload struct {

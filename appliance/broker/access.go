@@ -62,7 +62,7 @@ func (h *access) ID() string { return "firehose-access" }
 func (h *access) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
-		mqtt.OnPublishDropped, mqtt.OnClientExpired, mqtt.OnSysInfoTick, mqtt.OnSubscribe,
+		mqtt.OnPublishDropped, mqtt.OnClientExpired, mqtt.OnSubscribe,
 	}, []byte{b})
 }
 

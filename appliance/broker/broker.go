@@ -90,6 +90,7 @@ func New(log *slog.Logger, s Settings) *Broker {
 	caps.MaximumPacketSize = 0
 	server := mqtt.New(&mqtt.Options{
 		ClientNetWriteBufferSize: writeBufferSize,
+		SysTopicResendInterval:   sysMochiInterval, // $SYS is published by sys.go
 		Capabilities:             caps,
 		InlineClient:             true,
 		Logger:                   log.With("component", "mqtt"),
@@ -97,8 +98,10 @@ func New(log *slog.Logger, s Settings) *Broker {
 	b := &Broker{log: log, server: server, sys: newSysStats()}
 	b.access = &access{b: b, bcryptSlots: make(chan struct{}, 2)}
 	b.Apply(s)
-	if err := server.AddHook(b.access, nil); err != nil {
-		panic(err) // only fails for a duplicate hook ID
+	for _, h := range []mqtt.Hook{b.access, &sysHook{b: b}} {
+		if err := server.AddHook(h, nil); err != nil {
+			panic(err) // only fails for a duplicate hook ID
+		}
 	}
 	return b
 }
@@ -113,9 +116,14 @@ func (b *Broker) Apply(s Settings) {
 	b.connectTimeout.Store(int64(s.ConnectTimeout))
 }
 
-// Start begins serving every listener added so far.
+// Start begins serving every listener added so far, and publishing $SYS.
 func (b *Broker) Start() error {
-	return b.server.Serve()
+	if err := b.server.Serve(); err != nil {
+		return err
+	}
+	b.publishSys() // at once, over the values mochi published at start
+	go b.sysLoop()
+	return nil
 }
 
 // Publish sends a message from the appliance itself (the Gerrit publisher);
@@ -151,6 +159,7 @@ func (b *Broker) accepted(c net.Conn) net.Conn {
 func (b *Broker) Close(timeout time.Duration) error {
 	err := errors.New("already closed")
 	b.closeOnce.Do(func() {
+		close(b.sys.done)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

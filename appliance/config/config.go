@@ -22,6 +22,7 @@ type Config struct {
 	Gerrit     []Gerrit    `toml:"gerrit"`
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
+	Metrics    Metrics     `toml:"metrics"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }
@@ -91,6 +92,14 @@ type Firewall struct {
 	AllowUDP []int `toml:"allow_udp"`
 	// NewConnectionsPerSource is "N/second" (or minute, hour); "" disables.
 	NewConnectionsPerSource Rate `toml:"new_connections_per_source"`
+}
+
+// Metrics configures the Prometheus endpoint, /metrics on an address of its
+// own. It is meant for a monitoring network, never the public one: the
+// firewall does not open its port.
+type Metrics struct {
+	Enabled bool   `toml:"enabled"`
+	Listen  string `toml:"listen"` // HOST:PORT; loopback by default
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s", "1m30s").

@@ -59,6 +59,9 @@ func TestDefaultsAndValues(t *testing.T) {
 	if got := c.Firewall.NewConnectionsPerSource; got != (Rate{600, time.Minute}) || got.String() != "600/minute" {
 		t.Errorf("rate = %+v %q", got, got)
 	}
+	if c.Metrics != (Metrics{Enabled: true, Listen: "[::1]:9900"}) {
+		t.Errorf("metrics = %+v", c.Metrics)
+	}
 	if len(c.Publishers) != 1 || len(c.Publishers[0].Topics) != 2 {
 		t.Errorf("publishers = %+v", c.Publishers)
 	}
@@ -73,7 +76,8 @@ func TestDefaultsAndValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if empty.Broker.MaxClients != 50000 || empty.TLS.Mode != TLSOff || empty.Firewall.Enabled {
+	if empty.Broker.MaxClients != 50000 || empty.TLS.Mode != TLSOff || empty.Firewall.Enabled ||
+		empty.Metrics.Enabled || empty.Metrics.Listen != "127.0.0.1:9883" {
 		t.Errorf("defaults = %+v", empty)
 	}
 }

@@ -2,6 +2,10 @@ package config
 
 import "time"
 
+// DefaultMetricsListen is where /metrics is served when [metrics] names no
+// address: loopback only, port 9883 (MQTT's 1883 in Prometheus's 9xxx range).
+const DefaultMetricsListen = "127.0.0.1:9883"
+
 // Default returns the configuration used for every key a file leaves out.
 func Default() *Config {
 	return &Config{
@@ -20,6 +24,9 @@ func Default() *Config {
 		// Off unless the file turns it on, so that a config written for another
 		// host never locks its administrator out; the packaged file turns it on.
 		Firewall: Firewall{AllowTCP: []int{22}},
+		// Off unless the file turns it on (the packaged file does), so that
+		// no config opens a port it does not name; loopback when on.
+		Metrics: Metrics{Listen: DefaultMetricsListen},
 	}
 }
 

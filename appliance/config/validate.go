@@ -122,6 +122,17 @@ func (c *Config) validate() []fieldError {
 	for j, p := range c.Firewall.AllowUDP {
 		v.check(p >= 1 && p <= 65535, Key{"firewall", "allow_udp", j}, "%d is not a port", p)
 	}
+
+	if m := c.Metrics.Listen; v.check(validAddr(m), Key{"metrics", "listen"}, "%q is not a listen address (write \"HOST:PORT\", such as %q)", m, DefaultMetricsListen) && c.Metrics.Enabled {
+		// The firewall opens the broker's ports to everyone; metrics on one
+		// of them would be public (and could not bind anyway).
+		_, port, _ := net.SplitHostPort(m)
+		for _, l := range []struct{ key, addr string }{{"mqtt", b.MQTT}, {"websocket", b.Websocket}, {"mqtts", b.MQTTS}, {"websocket_tls", b.WebsocketTLS}} {
+			if _, p, err := net.SplitHostPort(l.addr); err == nil && p == port && port != "0" {
+				v.fail(Key{"metrics", "listen"}, "%q uses port %s, the port of broker.%s, which is public; choose a port of its own", m, port, l.key)
+			}
+		}
+	}
 	return v.errs
 }
 

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"github.com/firehose/firehose/appliance/firewall"
 	"github.com/firehose/firehose/appliance/gerrit"
 	"github.com/firehose/firehose/appliance/listen"
+	"github.com/firehose/firehose/appliance/metrics"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
 )
@@ -64,6 +66,7 @@ type Daemon struct {
 	fw      *firewall.Manager
 	gerrit  *gerrit.Sources
 	control *control.Server
+	metrics *metrics.Metrics
 }
 
 // Run starts the appliance from the config at path and serves until ctx is
@@ -181,6 +184,8 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	if err = d.tls.Start(context.Background()); err != nil {
 		return nil, err
 	}
+	d.metrics = metrics.New(metrics.Sources{Status: d.Status, Sys: d.broker.Sys}, log.With("component", "metrics"))
+	d.metrics.Start(cfg.Metrics)
 	if d.control, err = control.Listen(cfg.Control.Socket, d, log); err != nil {
 		return nil, err
 	}
@@ -208,7 +213,9 @@ func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	notify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
+	began := time.Now()
 	err := d.reload()
+	d.metrics.ObserveReload(err == nil, time.Since(began))
 	r := &apitype.Reload{Time: time.Now(), OK: err == nil}
 	if err != nil {
 		r.Error = err.Error()
@@ -257,6 +264,8 @@ func fixed(old, next *config.Config) error {
 		{"broker.websocket_tls", old.Broker.WebsocketTLS, next.Broker.WebsocketTLS},
 		{"broker.state_dir", old.Broker.StateDir, next.Broker.StateDir},
 		{"control.socket", old.Control.Socket, next.Control.Socket},
+		{"metrics.enabled", strconv.FormatBool(old.Metrics.Enabled), strconv.FormatBool(next.Metrics.Enabled)},
+		{"metrics.listen", old.Metrics.Listen, next.Metrics.Listen},
 	} {
 		if f.old != f.new {
 			errs = append(errs, fmt.Errorf("reload not supported for %s: old=%q, new=%q (restart firehose to change it)", f.key, f.old, f.new))
@@ -280,6 +289,7 @@ func (d *Daemon) stopParts() {
 	if d.control != nil {
 		d.control.Close()
 	}
+	d.metrics.Close()
 	if d.gerrit != nil {
 		d.gerrit.Close()
 	}
@@ -310,6 +320,7 @@ func (d *Daemon) Status() *apitype.Status {
 		Clients:       bs.Clients,
 		Subscriptions: bs.Subscriptions,
 		Messages:      bs.Messages,
+		Refusals:      bs.Refusals,
 		Publishers:    make([]string, 0, len(cfg.Publishers)),
 		LastReload:    d.lastReload.Load(),
 	}
@@ -322,6 +333,8 @@ func (d *Daemon) Status() *apitype.Status {
 	st.Reasons = append(st.Reasons, d.gerrit.Problems()...)
 	st.Firewall = d.fw.Status()
 	st.Reasons = append(st.Reasons, d.fw.Problems()...)
+	st.Metrics = d.metrics.Status()
+	st.Reasons = append(st.Reasons, d.metrics.Problems()...)
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
 	}
