@@ -208,12 +208,12 @@ func TestJournalSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	a, err := newAppliance(ctx, ".", fake, dir, nil, "")
+	a, err := newAppliance(ctx, ".", fake, true, dir, nil, "")
 	if err != nil || a.Name() != "appliance" || strings.Contains(a.config("m", "w", "s", "c"), "journal") {
 		t.Fatalf("no -journal: %v, name %q, config has a journal section", err, a.Name())
 	}
 	for _, j := range []string{"on", "off"} {
-		_, err := newAppliance(ctx, ".", fake, dir, nil, j)
+		_, err := newAppliance(ctx, ".", fake, true, dir, nil, j)
 		if err == nil || !strings.Contains(err.Error(), "refuses [journal]") || !strings.Contains(err.Error(), "unknown key") {
 			t.Errorf("journal %s: want a clear refusal, got %v", j, err)
 		}
@@ -223,7 +223,7 @@ func TestJournalSwitch(t *testing.T) {
 			t.Errorf("journal %s: config ends %q, want %q", j, conf[max(0, len(conf)-40):], want)
 		}
 	}
-	if _, err := newAppliance(ctx, ".", fake, dir, nil, "maybe"); err == nil {
+	if _, err := newAppliance(ctx, ".", fake, true, dir, nil, "maybe"); err == nil {
 		t.Error("journal \"maybe\" accepted")
 	}
 }
@@ -274,7 +274,7 @@ func testBrokers(t *testing.T) []broker {
 		bs = append(bs, m)
 	}
 	if bin := os.Getenv("FIREHOSECTL"); bin != "" {
-		a, err := newAppliance(context.Background(), ".", bin, t.TempDir(), nil, "")
+		a, err := newAppliance(context.Background(), ".", bin, true, t.TempDir(), nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -303,7 +303,8 @@ func buildAppliance(ctx context.Context, root, bin, tmp string) (string, error) 
 // config (and names the broker appliance-journal-on/-off); a binary that
 // does not know the section is refused here, by its own `check`, with its
 // message, rather than failing every run later.
-func newAppliance(ctx context.Context, root, bin, tmp string, env []string, journal string) (*appliance, error) {
+// prebuilt says bin came from -appliance-bin rather than from this tree.
+func newAppliance(ctx context.Context, root, bin string, prebuilt bool, tmp string, env []string, journal string) (*appliance, error) {
 	// Cost 4 is bcrypt's minimum: the hash is checked once per run, by the
 	// publisher's CONNECT, and must not weigh on the measurement.
 	h, err := bcrypt.GenerateFromPassword([]byte(pubPass), 4)
@@ -313,6 +314,13 @@ func newAppliance(ctx context.Context, root, bin, tmp string, env []string, jour
 	v := "tree"
 	if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
 		v = "tree " + strings.TrimSpace(string(out))
+	}
+	if prebuilt {
+		// Not this tree: say which binary, and what it calls itself.
+		v = "prebuilt " + bin
+		if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+			v += " (version " + strings.TrimSpace(string(out)) + ")"
+		}
 	}
 	a := &appliance{name: "appliance", bin: bin, hash: string(h), env: env, journal: journal}
 	switch journal {

@@ -226,7 +226,7 @@ func run() error {
 				continue
 			}
 			for _, j := range journals {
-				a, err := newAppliance(ctx, root, bin, tmp, env, j)
+				a, err := newAppliance(ctx, root, bin, c.applianceBn != "", tmp, env, j)
 				if err != nil {
 					skip(name+" journal "+j, err)
 					continue
