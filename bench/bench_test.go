@@ -3,7 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,30 +67,202 @@ func TestPublishRoundTrip(t *testing.T) {
 	}
 }
 
-func TestHistogram(t *testing.T) {
-	prev := -1
-	for v := uint64(0); v < 1<<22; v = v*9/8 + 1 {
-		b := bucketOf(v)
-		if b < prev || b >= histBuckets {
-			t.Fatalf("bucketOf(%d) = %d after %d", v, b, prev)
+func TestPercentileExact(t *testing.T) {
+	// 1..1000 in a shuffled order, spread over subscribers of uneven sizes.
+	vals := rand.Perm(1000)
+	var perSub [][]int64
+	for i := 0; i < len(vals); {
+		n := min(1+i%37, len(vals)-i)
+		s := make([]int64, n)
+		for j := range s {
+			s[j] = int64(vals[i+j] + 1)
 		}
-		prev = b
-		if mid := bucketMid(b); float64(mid) < float64(v)*0.96 || float64(mid) > float64(v)*1.04 {
-			t.Fatalf("bucketMid(bucketOf(%d)) = %d: over 4 %% off", v, mid)
+		perSub = append(perSub, s)
+		i += n
+	}
+	before := fmt.Sprint(perSub)
+	ls := computeLatency(perSub)
+	if ls != (latencyStats{N: 1000, P50: 500, P99: 990, Max: 1000}) {
+		t.Errorf("1..1000: got %+v, want N 1000, p50 500, p99 990, max 1000", ls)
+	}
+	if fmt.Sprint(perSub) != before {
+		t.Error("computeLatency changed its input")
+	}
+	// Nearest rank at small and awkward N: sorted[ceil(q·N)-1].
+	for _, c := range []struct {
+		n        int
+		p50, p99 int64
+	}{{1, 1, 1}, {2, 1, 2}, {3, 2, 3}, {99, 50, 99}, {100, 50, 99}, {101, 51, 100}, {200, 100, 198}, {1001, 501, 991}} {
+		s := make([]int64, c.n)
+		for i := range s {
+			s[i] = int64(c.n - i) // descending: computeLatency must sort
+		}
+		ls := computeLatency([][]int64{s})
+		if ls.P50 != c.p50 || ls.P99 != c.p99 || ls.Max != int64(c.n) || ls.N != c.n {
+			t.Errorf("n=%d: got %+v, want p50 %d p99 %d max %d", c.n, ls, c.p50, c.p99, c.n)
 		}
 	}
-	var h histogram
-	for i := 1; i <= 1000; i++ {
-		h.record(i, int64(i*100))
+	// A tail of exactly 1 %: p99 is still the body, the max is the tail's
+	// largest (a bucketed histogram would smear both).
+	s := make([]int64, 10000)
+	for i := range s {
+		s[i] = 1000
+		if i%100 == 0 {
+			s[i] = 5_000_000 + int64(i)
+		}
 	}
-	c := h.merged()
-	if p := quantile(c, 0.5); p < 48000 || p > 52000 {
-		t.Errorf("p50 = %d, want ≈ 50000", p)
+	if ls := computeLatency([][]int64{s}); ls.P50 != 1000 || ls.P99 != 1000 || ls.Max != 5_009_900 {
+		t.Errorf("tail: got %+v, want p50 1000, p99 1000, max 5009900", ls)
 	}
-	if p := quantile(c, 0.99); p < 96000 || p > 103000 {
-		t.Errorf("p99 = %d, want ≈ 99000", p)
+	if ls := computeLatency(nil); ls != (latencyStats{}) {
+		t.Errorf("empty: %+v", ls)
 	}
 }
+
+func TestJSONPayload(t *testing.T) {
+	for _, size := range []int{4096, 1024, 200, 80} {
+		p, seqOff, sentOff, err := jsonPayload(size)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if len(p) != size {
+			t.Errorf("size %d: got %d bytes", size, len(p))
+		}
+		for _, v := range [][2]uint64{{0, 0}, {1, 1764000000123456}, {1<<64 - 1, 1<<64 - 1}} {
+			putPadded(p[seqOff:seqOff+jsonNumWidth], v[0])
+			putPadded(p[sentOff:sentOff+jsonNumWidth], v[1])
+			var ev struct {
+				Bench struct {
+					Seq    uint64 `json:"seq"`
+					SentUs uint64 `json:"sent_us"`
+				} `json:"bench"`
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(p, &ev); err != nil {
+				t.Fatalf("size %d, %v: not JSON: %v\n%s", size, v, err, p)
+			}
+			if ev.Bench.Seq != v[0] || ev.Bench.SentUs != v[1] {
+				t.Errorf("size %d: read back %+v, want %v", size, ev.Bench, v)
+			}
+			if size >= 4096 && ev.Type != "comment-added" {
+				t.Errorf("size %d: the Gerrit event is missing", size)
+			}
+		}
+	}
+	if _, _, _, err := jsonPayload(40); err == nil {
+		t.Error("a 40-byte JSON payload was accepted")
+	}
+}
+
+func TestPublishQoS1Bytes(t *testing.T) {
+	pkt, idOff, off := publishPacketQoS("a/b", []byte("hi"), 1)
+	// 0x32: PUBLISH, QoS 1; remaining 2+3 (topic) + 2 (id) + 2 (payload).
+	want := []byte{0x32, 9, 0, 3, 'a', '/', 'b', 0, 0, 'h', 'i'}
+	if !bytes.Equal(pkt, want) || idOff != 7 || off != 9 {
+		t.Fatalf("got %x id@%d payload@%d, want %x id@7 payload@9", pkt, idOff, off, want)
+	}
+	binary.BigEndian.PutUint16(pkt[idOff:], 0x1234)
+	pr := newPacketReader(bytes.NewReader(pkt), 64)
+	h, body, err := pr.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := publishPayload(h, body); !ok || string(p) != "hi" {
+		t.Errorf("payload %q ok=%v", p, ok)
+	}
+	if _, idOff, _ := publishPacketQoS("a", nil, 0); idOff != -1 {
+		t.Errorf("QoS 0 id offset %d, want -1", idOff)
+	}
+}
+
+func TestGCTrace(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "appliance.log")
+	text := "time=... level=INFO msg=started\n" +
+		"gc 1 @0.011s 2%: 0.018+1.1+0.021 ms clock, 0.037+0.31/0.62/0.80+0.043 ms cpu, 3->4->1 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n" +
+		"gc 2 @121.503s 0%: 0.021+25+0.005 ms clock, 0.042+0/12/37+0.011 ms cpu, 180->180->96 MB, 290 MB goal, 21 MB stacks, 0 MB globals, 2 P (forced)\n" +
+		"not gc 3 @1s\n"
+	if err := os.WriteFile(log, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if g := gcTrace(log); g != (gcStats{cycles: 2, liveMB: 96, stacksMB: 21}) {
+		t.Errorf("got %+v", g)
+	}
+	if g := gcTrace(filepath.Join(t.TempDir(), "missing")); g != (gcStats{}) {
+		t.Errorf("missing log: %+v", g)
+	}
+	got := withGCTrace([]string{"GOGC=200", "GODEBUG=madvdontneed=1"})
+	if !slices.Equal(got, []string{"GOGC=200", "GODEBUG=madvdontneed=1,gctrace=1"}) {
+		t.Errorf("withGCTrace = %q", got)
+	}
+}
+
+// TestJournalSwitch checks what -journal writes, and that a firehosectl
+// refusing the section is reported with its own message, naming the journal.
+func TestJournalSwitch(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "firehosectl")
+	script := "#!/bin/sh\n" +
+		"grep -q '^\\[journal\\]' \"$3\" && { echo \"firehosectl: $3:20: journal: unknown key (known keys: broker)\" >&2; exit 1; }\n" +
+		"echo ok\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := newAppliance(ctx, ".", fake, true, dir, nil, "")
+	if err != nil || a.Name() != "appliance" || strings.Contains(a.config("m", "w", "s", "c"), "journal") {
+		t.Fatalf("no -journal: %v, name %q, config has a journal section", err, a.Name())
+	}
+	for _, j := range []string{"on", "off"} {
+		_, err := newAppliance(ctx, ".", fake, true, dir, nil, j)
+		if err == nil || !strings.Contains(err.Error(), "refuses [journal]") || !strings.Contains(err.Error(), "unknown key") {
+			t.Errorf("journal %s: want a clear refusal, got %v", j, err)
+		}
+		a := &appliance{name: "x", hash: "h", journal: j}
+		want := "\n[journal]\nenabled = " + map[string]string{"on": "true", "off": "false"}[j] + "\n"
+		if conf := a.config("m", "w", "s", "c"); !strings.HasSuffix(conf, want) {
+			t.Errorf("journal %s: config ends %q, want %q", j, conf[max(0, len(conf)-40):], want)
+		}
+	}
+	if _, err := newAppliance(ctx, ".", fake, true, dir, nil, "maybe"); err == nil {
+		t.Error("journal \"maybe\" accepted")
+	}
+}
+
+// TestRatios checks the ratio columns: every broker against Mosquitto, and
+// journal on against off when both appliances ran.
+func TestRatios(t *testing.T) {
+	brokers := []string{"appliance-journal-off", "appliance-journal-on", "mosquitto"}
+	sc := scenario{Key: "b", Group: "b", Subs: 10}
+	var runs []runResult
+	for i, b := range brokers {
+		runs = append(runs, runResult{Scenario: "b", Broker: b, Rep: 1, Complete: true, LatencyP99Ms: float64(10 * (i + 1))})
+	}
+	rows := summarize([]scenario{sc}, brokers, runs)
+	var p99 *summaryRow
+	for i := range rows {
+		if rows[i].Metric == mP99.Name {
+			p99 = &rows[i]
+		}
+	}
+	want := map[string]float64{"appliance-journal-off/mosquitto": 10.0 / 30, "appliance-journal-on/mosquitto": 20.0 / 30, "journal on/off": 2}
+	if p99 == nil || fmt.Sprint(p99.Ratios) != fmt.Sprint(want) {
+		t.Fatalf("ratios %v, want %v", p99, want)
+	}
+	var md bytes.Buffer
+	writeMarkdown(&md, rows, brokers, runs, 1)
+	if !strings.Contains(md.String(), "| journal on/off |") || !strings.Contains(md.String(), "| 2.00 |") {
+		t.Errorf("table lacks the journal column:\n%s", md.String())
+	}
+	// A stored report from before Ratios renders with its one ratio.
+	old := []summaryRow{{Scenario: "b", Metric: "latency p99", Brokers: map[string]*brokerStat{"appliance": {Median: 2, Runs: 1}, "mosquitto": {Median: 1, Runs: 1}}, Ratio: ptr(2.0)}}
+	md.Reset()
+	writeMarkdown(&md, old, []string{"appliance", "mosquitto"}, nil, 1)
+	if !strings.Contains(md.String(), "appliance/mosquitto") || !strings.Contains(md.String(), "| 2.00 |") {
+		t.Errorf("old report:\n%s", md.String())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // testBrokers returns Mosquitto when installed, and the appliance when
 // FIREHOSECTL names a built firehosectl (the bench tests do not build it: a
@@ -94,7 +274,7 @@ func testBrokers(t *testing.T) []broker {
 		bs = append(bs, m)
 	}
 	if bin := os.Getenv("FIREHOSECTL"); bin != "" {
-		a, err := newAppliance(context.Background(), ".", bin, t.TempDir(), nil)
+		a, err := newAppliance(context.Background(), ".", bin, true, t.TempDir(), nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,29 +286,73 @@ func testBrokers(t *testing.T) []broker {
 	return bs
 }
 
-// TestRun drives tiny runs end to end: broker start, readiness, subscribers,
-// authenticated publisher, ACL, counting. It checks the instrument, never a
-// timing.
+// TestRun drives tiny runs of every scenario end to end: broker start,
+// readiness, subscribers (the bench's own and MQTT.js), authenticated
+// publisher, ACL, counting, exact latency, CPU per delivery, settled memory.
+// It checks the instrument, never a timing.
 func TestRun(t *testing.T) {
 	d := &dialer{perAddr: 1000}
-	o := runOpts{payload: 1024, runTimeout: 30 * time.Second, stall: 2 * time.Second}
+	o := runOpts{runTimeout: 60 * time.Second, stall: 2 * time.Second, idleSettle: 20 * time.Second}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mjs, mjsErr := findMQTTJS(root)
+	o.mqttjs = mjs
 	for _, b := range testBrokers(t) {
 		for _, sc := range []scenario{
-			{Key: "tcp", Group: "a", Transport: "tcp", Subs: 20, Msgs: 50},
-			{Key: "ws", Group: "d", Transport: "ws", Subs: 5, Msgs: 10},
-			{Key: "rate", Group: "b", Transport: "tcp", Subs: 5, Msgs: 5, Rate: 50},
+			{Key: "tcp", Group: "a", Transport: "tcp", Subs: 20, Msgs: 50, Payload: 1024},
+			{Key: "ws", Group: "d", Transport: "ws", Subs: 5, Msgs: 10, Payload: 1024},
+			{Key: "steady", Group: "b", Transport: "tcp", Subs: 20, Msgs: 10, Rate: 50, Payload: 4096},
 			{Key: "idle", Group: "c", Transport: "tcp", Subs: 50, Idle: true},
+			{Key: "mqttjs-qos1", Group: "f", Transport: "ws", Client: "mqttjs", Subs: 5, Msgs: 30, Payload: 4096, JSON: true, QoS: 1},
+			{Key: "mqttjs-qos0", Group: "f", Transport: "ws", Client: "mqttjs", Subs: 3, Msgs: 20, Payload: 600, JSON: true},
 		} {
 			t.Run(b.Name()+"/"+sc.Key, func(t *testing.T) {
+				if sc.Client == "mqttjs" && mjsErr != nil {
+					t.Skipf("scenario f needs MQTT.js: %v", mjsErr)
+				}
 				r := runOne(context.Background(), b, sc, 1, t.TempDir(), d, o)
 				if r.Error != "" {
 					t.Fatal(r.Error)
 				}
-				if !r.Complete || r.Delivered != int64(sc.Msgs*sc.Subs) || r.Reorders != 0 || r.SubscriberErrors != 0 {
-					t.Errorf("incomplete: %+v", r)
-				}
 				if r.PeakRSSMiB <= 0 {
 					t.Errorf("no peak RSS read: %+v", r)
+				}
+				if r.SubscriberErrors != 0 {
+					t.Errorf("%d subscribers failed: %+v", r.SubscriberErrors, r)
+				}
+				if sc.Idle {
+					if r.RSSPerConnKiB == 0 || r.RSSStormPerConnKiB == 0 || r.SettleSeconds <= 0 {
+						t.Errorf("idle memory not measured: %+v", r)
+					}
+					return
+				}
+				want := int64(sc.Msgs * sc.Subs)
+				if !r.Complete || r.Delivered != want || r.Reorders != 0 || r.Duplicates != 0 {
+					t.Errorf("incomplete: %+v", r)
+				}
+				if r.MinPerSub != int64(sc.Msgs) || r.MaxPerSub != int64(sc.Msgs) {
+					t.Errorf("per subscriber %d..%d, want %d each", r.MinPerSub, r.MaxPerSub, sc.Msgs)
+				}
+				// Exact percentiles: one latency sample per delivery, ordered.
+				if int64(r.LatencySamples) != want || r.LatencyP50Ms <= 0 || r.LatencyP50Ms > r.LatencyP99Ms || r.LatencyP99Ms > r.LatencyMaxMs {
+					t.Errorf("latency: %d samples, p50 %v p99 %v max %v", r.LatencySamples, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+				}
+				if r.DurationSeconds <= 0 {
+					t.Errorf("no time to last delivery: %+v", r)
+				}
+				// CPU is read in clock ticks: a tiny run may have none.
+				if got := r.BrokerCPUSeconds * 1e6 / float64(r.Delivered); r.BrokerCPUSeconds > 0 && math.Abs(got-r.BrokerCPUPerDeliveryUs) > 1e-6*got {
+					t.Errorf("CPU per delivery %v µs, want %v", r.BrokerCPUPerDeliveryUs, got)
+				}
+				if sc.Client == "mqttjs" {
+					if len(r.PerSub) != sc.Subs {
+						t.Errorf("per-subscriber counts: %v", r.PerSub)
+					}
+					if sc.QoS == 1 && r.Acked != int64(sc.Msgs)+1 {
+						t.Errorf("publisher got %d PUBACKs for %d QoS 1 publishes", r.Acked, sc.Msgs+1)
+					}
 				}
 			})
 		}
@@ -141,18 +365,18 @@ func TestAnonymousCannotPublish(t *testing.T) {
 	for _, b := range testBrokers(t) {
 		t.Run(b.Name(), func(t *testing.T) {
 			ctx := context.Background()
-			in, err := b.Start(ctx, t.TempDir())
+			in, err := b.Start(ctx, t.TempDir(), startOpts{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer in.stop()
 			d := &dialer{perAddr: 1000}
-			f, err := connectFleet(ctx, d, in.mqtt, "tcp", 3, "acl")
+			f, err := connectFleet(ctx, d, in.mqtt, "tcp", 3, 1, "acl")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.close()
-			anon, err := connectPublisher(ctx, d, in.mqtt, "", "", "anon", 64)
+			anon, err := connectPublisher(ctx, d, in.mqtt, "", "", "anon", pubSpec{size: 64})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +387,7 @@ func TestAnonymousCannotPublish(t *testing.T) {
 			// A broker may instead disconnect the offender: then there is no
 			// PINGRESP, and nothing was delivered either, checked below.
 			syncErr := anon.sync(2 * time.Second)
-			auth, err := connectPublisher(ctx, d, in.mqtt, pubUser, pubPass, "auth", 64)
+			auth, err := connectPublisher(ctx, d, in.mqtt, pubUser, pubPass, "auth", pubSpec{size: 64})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -35,17 +35,25 @@ type broker interface {
 	Version() string
 	// Start launches a fresh instance whose files live under dir and returns
 	// once it answers MQTT CONNECT on its plain listener.
-	Start(ctx context.Context, dir string) (*instance, error)
+	Start(ctx context.Context, dir string, o startOpts) (*instance, error)
+}
+
+// startOpts are per-run settings of a broker start.
+type startOpts struct {
+	// gcTrace asks a Go broker for GODEBUG=gctrace=1, so that the idle
+	// scenario can await GC cycles and read the live heap from its log.
+	gcTrace bool
 }
 
 // instance is one running broker process.
 type instance struct {
-	name   string
-	cmd    *exec.Cmd
-	mqtt   string
-	ws     string
-	log    string
-	exited chan struct{}
+	name    string
+	cmd     *exec.Cmd
+	mqtt    string
+	ws      string
+	log     string
+	gcTrace bool // the log carries GODEBUG=gctrace=1 lines
+	exited  chan struct{}
 }
 
 func (in *instance) pid() int { return in.cmd.Process.Pid }
@@ -213,7 +221,7 @@ func newMosquitto(bin string) (*mosquitto, error) {
 func (m *mosquitto) Name() string    { return "mosquitto" }
 func (m *mosquitto) Version() string { return m.version }
 
-func (m *mosquitto) Start(ctx context.Context, dir string) (*instance, error) {
+func (m *mosquitto) Start(ctx context.Context, dir string, _ startOpts) (*instance, error) {
 	passwd := filepath.Join(dir, "passwd")
 	_ = os.Remove(passwd)
 	if out, err := exec.Command(m.passwdBin, "-b", "-c", passwd, pubUser, pubPass).CombinedOutput(); err != nil {
@@ -264,26 +272,39 @@ func (m *mosquitto) Start(ctx context.Context, dir string) (*instance, error) {
 
 // appliance runs firehosectl serve from this tree.
 type appliance struct {
+	name    string
 	bin     string
 	version string
 	hash    string
 	env     []string // extra environment, e.g. GOGC=200 for a knob trial
+	journal string   // "" (no [journal] section), "on" or "off"
 }
 
-// newAppliance builds ./cmd/firehosectl from the module root into tmp,
-// unless bin names a prebuilt binary.
-func newAppliance(ctx context.Context, root, bin, tmp string, env []string) (*appliance, error) {
-	if bin == "" {
-		if _, err := os.Stat(filepath.Join(root, "cmd", "firehosectl")); err != nil {
-			return nil, fmt.Errorf("no ./cmd/firehosectl in %s yet", root)
-		}
-		bin = filepath.Join(tmp, "firehosectl")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/firehosectl")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./cmd/firehosectl: %v: %s", err, bytes.TrimSpace(out))
-		}
+// buildAppliance builds ./cmd/firehosectl from the module root into tmp,
+// unless bin names a prebuilt binary, and returns the binary's path.
+func buildAppliance(ctx context.Context, root, bin, tmp string) (string, error) {
+	if bin != "" {
+		return bin, nil
 	}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "firehosectl")); err != nil {
+		return "", fmt.Errorf("no ./cmd/firehosectl in %s yet", root)
+	}
+	bin = filepath.Join(tmp, "firehosectl")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/firehosectl")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/firehosectl: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return bin, nil
+}
+
+// newAppliance prepares runs of bin. journal "on" or "off" writes a
+// [journal] section with enabled = true or false into every generated
+// config (and names the broker appliance-journal-on/-off); a binary that
+// does not know the section is refused here, by its own `check`, with its
+// message, rather than failing every run later.
+// prebuilt says bin came from -appliance-bin rather than from this tree.
+func newAppliance(ctx context.Context, root, bin string, prebuilt bool, tmp string, env []string, journal string) (*appliance, error) {
 	// Cost 4 is bcrypt's minimum: the hash is checked once per run, by the
 	// publisher's CONNECT, and must not weigh on the measurement.
 	h, err := bcrypt.GenerateFromPassword([]byte(pubPass), 4)
@@ -294,29 +315,65 @@ func newAppliance(ctx context.Context, root, bin, tmp string, env []string) (*ap
 	if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
 		v = "tree " + strings.TrimSpace(string(out))
 	}
+	if prebuilt {
+		// Not this tree: say which binary, and what it calls itself.
+		v = "prebuilt " + bin
+		if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+			v += " (version " + strings.TrimSpace(string(out)) + ")"
+		}
+	}
+	a := &appliance{name: "appliance", bin: bin, hash: string(h), env: env, journal: journal}
+	switch journal {
+	case "":
+	case "on", "off":
+		a.name = "appliance-journal-" + journal
+		v += ", [journal] enabled = " + strconv.FormatBool(journal == "on")
+	default:
+		return nil, fmt.Errorf("journal setting %q: want on or off", journal)
+	}
 	if len(env) > 0 {
 		v += " with " + strings.Join(env, " ")
 	}
-	return &appliance{bin: bin, version: v, hash: string(h), env: env}, nil
-}
-
-func (a *appliance) Name() string    { return "appliance" }
-func (a *appliance) Version() string { return a.version }
-
-func (a *appliance) Start(ctx context.Context, dir string) (*instance, error) {
-	state := filepath.Join(dir, "state")
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return nil, err
-	}
-	return startRetry(ctx, func() (*instance, error) {
-		mq, err1 := freePort()
-		ws, err2 := freePort()
-		if err := errors.Join(err1, err2); err != nil {
+	a.version = v
+	if journal != "" {
+		if err := a.precheck(ctx, tmp); err != nil {
 			return nil, err
 		}
-		sock := filepath.Join(dir, "control.sock")
-		_ = os.Remove(sock)
-		conf := fmt.Sprintf(`# generated by firehose bench
+	}
+	return a, nil
+}
+
+// precheck runs `firehosectl check` on a config generated as Start would.
+func (a *appliance) precheck(ctx context.Context, tmp string) error {
+	dir := filepath.Join(tmp, "check-"+a.name)
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return err
+	}
+	confPath := filepath.Join(dir, "firehose.toml")
+	conf := a.config("127.0.0.1:1", "127.0.0.1:2", state, filepath.Join(dir, "control.sock"))
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, a.bin, "check", "--config", confPath).CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimSpace(string(out))
+	if strings.Contains(msg, "journal") {
+		return fmt.Errorf("this firehosectl refuses [journal] enabled = %v, so it has no journal yet: %s",
+			a.journal == "on", msg)
+	}
+	return fmt.Errorf("firehosectl check refuses the generated config: %v: %s", err, msg)
+}
+
+func (a *appliance) Name() string    { return a.name }
+func (a *appliance) Version() string { return a.version }
+
+// config is the generated firehose.toml: listeners on 127.0.0.1, one
+// publisher account, everything else at its default.
+func (a *appliance) config(mq, ws, state, sock string) string {
+	conf := fmt.Sprintf(`# generated by firehose bench
 [broker]
 mqtt = %q
 websocket = %q
@@ -335,10 +392,55 @@ username = %q
 password_hash = %q
 topics = ["bench/#"]
 `, mq, ws, state, sock, pubUser, a.hash)
-		confPath := filepath.Join(dir, "firehose.toml")
-		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+	if a.journal != "" {
+		conf += fmt.Sprintf("\n[journal]\nenabled = %v\n", a.journal == "on")
+	}
+	return conf
+}
+
+func (a *appliance) Start(ctx context.Context, dir string, o startOpts) (*instance, error) {
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, err
+	}
+	env := a.env
+	if o.gcTrace {
+		env = withGCTrace(env)
+	}
+	return startRetry(ctx, func() (*instance, error) {
+		mq, err1 := freePort()
+		ws, err2 := freePort()
+		if err := errors.Join(err1, err2); err != nil {
 			return nil, err
 		}
-		return launch(ctx, "appliance", dir, mq, ws, a.env, a.bin, "serve", "--config", confPath)
+		sock := filepath.Join(dir, "control.sock")
+		_ = os.Remove(sock)
+		confPath := filepath.Join(dir, "firehose.toml")
+		if err := os.WriteFile(confPath, []byte(a.config(mq, ws, state, sock)), 0o600); err != nil {
+			return nil, err
+		}
+		in, err := launch(ctx, "appliance", dir, mq, ws, env, a.bin, "serve", "--config", confPath)
+		if in != nil {
+			in.gcTrace = o.gcTrace
+		}
+		return in, err
 	})
+}
+
+// withGCTrace adds gctrace=1 to GODEBUG, keeping any GODEBUG settings of
+// -appliance-env (and otherwise the bench's own environment's).
+func withGCTrace(env []string) []string {
+	out := []string{}
+	godebug := os.Getenv("GODEBUG")
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "GODEBUG="); ok {
+			godebug = v
+			continue
+		}
+		out = append(out, e)
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	return append(out, "GODEBUG="+godebug+"gctrace=1")
 }

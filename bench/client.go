@@ -3,8 +3,8 @@ package main
 // Subscribers and the publisher. Each subscriber is one connection and one
 // reading goroutine that decodes PUBLISH packets and records, per message,
 // the sequence number and the latency from the timestamp the publisher put
-// in the payload. Counters are per subscriber so that ten thousand
-// goroutines never contend on one cache line.
+// in the payload. Counters and latency samples are per subscriber so that
+// ten thousand goroutines never contend on one cache line.
 
 import (
 	"context"
@@ -130,10 +130,9 @@ type conn interface {
 
 // subscriber is one connected, subscribed client.
 type subscriber struct {
-	idx  int
-	c    conn
-	pr   *packetReader
-	hist *histogram
+	idx int
+	c   conn
+	pr  *packetReader
 
 	warm     atomic.Bool  // the warm-up message arrived
 	closing  atomic.Bool  // we are disconnecting: read errors are expected
@@ -141,14 +140,15 @@ type subscriber struct {
 	lastAt   atomic.Int64 // monoNow of the last measured delivery
 
 	// Owned by the reading goroutine; read only after it has exited.
-	maxLat   int64 // ns
+	lat      []int64 // ns, one per measured delivery, preallocated
 	lastSeq  uint64
 	reorders int64
 	err      error
 }
 
 // connectSubscriber dials, connects anonymously and subscribes to benchFilter.
-func connectSubscriber(ctx context.Context, d *dialer, addr, transport, clientID string, idx int, h *histogram) (*subscriber, error) {
+// expect sizes the latency buffer: the messages the run will publish.
+func connectSubscriber(ctx context.Context, d *dialer, addr, transport, clientID string, idx, expect int) (*subscriber, error) {
 	var c conn
 	var err error
 	switch transport {
@@ -164,7 +164,10 @@ func connectSubscriber(ctx context.Context, d *dialer, addr, transport, clientID
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{idx: idx, c: c, pr: newPacketReader(c, 4096), hist: h}
+	s := &subscriber{idx: idx, c: c, pr: newPacketReader(c, 4096)}
+	if expect > 0 {
+		s.lat = make([]int64, 0, expect)
+	}
 	// The handshake is bounded; the reading loop afterwards is not, since idle
 	// subscribers must stay connected as long as the scenario needs.
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -212,11 +215,7 @@ func (s *subscriber) run() {
 			s.warm.Store(true)
 			continue
 		}
-		lat := now - int64(binary.BigEndian.Uint64(p[8:]))
-		s.hist.record(s.idx, lat/1000)
-		if lat > s.maxLat {
-			s.maxLat = lat
-		}
+		s.lat = append(s.lat, now-int64(binary.BigEndian.Uint64(p[8:])))
 		if seq <= s.lastSeq {
 			s.reorders++
 		}
@@ -229,14 +228,14 @@ func (s *subscriber) run() {
 // fleet is the set of subscribers of one run.
 type fleet struct {
 	subs []*subscriber
-	hist *histogram
 	wg   sync.WaitGroup
 }
 
 // connectFleet connects n subscribers with bounded parallelism: a connect
 // storm larger than the broker's listen backlog only adds SYN retries.
-func connectFleet(ctx context.Context, d *dialer, addr, transport string, n int, runID string) (*fleet, error) {
-	f := &fleet{subs: make([]*subscriber, n), hist: &histogram{}}
+// expect is the number of messages each will be sent (0 when idle).
+func connectFleet(ctx context.Context, d *dialer, addr, transport string, n, expect int, runID string) (*fleet, error) {
+	f := &fleet{subs: make([]*subscriber, n)}
 	const parallel = 64
 	var (
 		mu       sync.Mutex
@@ -259,7 +258,7 @@ func connectFleet(ctx context.Context, d *dialer, addr, transport string, n int,
 				if failed {
 					return
 				}
-				s, err := connectSubscriber(ctx, d, addr, transport, fmt.Sprintf("%s-s%d", runID, i), i, f.hist)
+				s, err := connectSubscriber(ctx, d, addr, transport, fmt.Sprintf("%s-s%d", runID, i), i, expect)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -322,15 +321,56 @@ func (f *fleet) close() {
 	f.wg.Wait()
 }
 
-// publisher is the one authenticated publishing connection.
-type publisher struct {
-	c    net.Conn
-	pkt  []byte
-	off  int // payload offset in pkt
-	pong chan struct{}
+// pubSpec says what the publisher sends.
+type pubSpec struct {
+	topic string
+	size  int  // payload bytes
+	json  bool // a JSON event (jsonPayload) instead of the binary header
+	qos   byte // 0 or 1
 }
 
-func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID string, payloadSize int) (*publisher, error) {
+// pubWindow bounds unacknowledged QoS 1 PUBLISHes below the 65,535 packet
+// identifiers, so an identifier is never reused while in flight. A burst
+// smaller than this is never held back.
+const pubWindow = 60000
+
+// publisher is the one authenticated publishing connection.
+type publisher struct {
+	c      net.Conn
+	pkt    []byte
+	off    int // payload offset in pkt
+	idOff  int // packet identifier offset in pkt; -1 at QoS 0
+	json   bool
+	seqOff int // JSON: seq field in the payload
+	sentAt int // JSON: sent_us field in the payload
+	nextID uint16
+	window chan struct{} // QoS 1: a token per unacknowledged PUBLISH
+	acked  atomic.Int64
+	pong   chan struct{}
+}
+
+func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID string, ps pubSpec) (*publisher, error) {
+	if ps.topic == "" {
+		ps.topic = benchTopic
+	}
+	p := &publisher{json: ps.json, pong: make(chan struct{}, 1)}
+	var payload []byte
+	if ps.json {
+		var err error
+		if payload, p.seqOff, p.sentAt, err = jsonPayload(ps.size); err != nil {
+			return nil, err
+		}
+	} else {
+		payload = make([]byte, max(ps.size, payloadHeader))
+		for i := payloadHeader; i < len(payload); i++ {
+			payload[i] = 'x'
+		}
+	}
+	p.pkt, p.idOff, p.off = publishPacketQoS(ps.topic, payload, ps.qos)
+	if ps.qos > 0 {
+		p.window = make(chan struct{}, pubWindow)
+	}
+
 	c, err := d.dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -345,14 +385,9 @@ func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	payload := make([]byte, max(payloadSize, payloadHeader))
-	for i := payloadHeader; i < len(payload); i++ {
-		payload[i] = 'x'
-	}
-	pkt, off := publishPacket(benchTopic, payload)
-	p := &publisher{c: c, pkt: pkt, off: off, pong: make(chan struct{}, 1)}
-	// Read whatever the broker sends the publisher (normally nothing but
-	// PINGRESP) so a full receive buffer can never stall it.
+	p.c = c
+	// Read whatever the broker sends the publisher (PINGRESP, PUBACK) so a
+	// full receive buffer can never stall it.
 	go func() {
 		pr := newPacketReader(c, 512)
 		for {
@@ -360,9 +395,16 @@ func connectPublisher(ctx context.Context, d *dialer, addr, user, pass, clientID
 			if err != nil {
 				return
 			}
-			if h>>4 == pktPingresp {
+			switch h >> 4 {
+			case pktPingresp:
 				select {
 				case p.pong <- struct{}{}:
+				default:
+				}
+			case pktPuback:
+				p.acked.Add(1)
+				select {
+				case <-p.window:
 				default:
 				}
 			}
@@ -388,9 +430,28 @@ func (p *publisher) sync(timeout time.Duration) error {
 
 // send stamps seq and the send time into the payload and writes one PUBLISH.
 // Each message is its own write so the timestamp is the moment it leaves.
+// The binary header carries monoNow (same-process subscribers); a JSON event
+// carries wall-clock microseconds, for subscribers in another process.
 func (p *publisher) send(seq uint64) error {
-	binary.BigEndian.PutUint64(p.pkt[p.off:], seq)
-	binary.BigEndian.PutUint64(p.pkt[p.off+8:], uint64(monoNow()))
+	if p.window != nil {
+		select {
+		case p.window <- struct{}{}:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("no PUBACK for 30 s with %d PUBLISHes unacknowledged", len(p.window))
+		}
+		p.nextID++
+		if p.nextID == 0 {
+			p.nextID = 1
+		}
+		binary.BigEndian.PutUint16(p.pkt[p.idOff:], p.nextID)
+	}
+	if p.json {
+		putPadded(p.pkt[p.off+p.seqOff:p.off+p.seqOff+jsonNumWidth], seq)
+		putPadded(p.pkt[p.off+p.sentAt:p.off+p.sentAt+jsonNumWidth], uint64(time.Now().UnixMicro()))
+	} else {
+		binary.BigEndian.PutUint64(p.pkt[p.off:], seq)
+		binary.BigEndian.PutUint64(p.pkt[p.off+8:], uint64(monoNow()))
+	}
 	_, err := p.c.Write(p.pkt)
 	return err
 }

@@ -20,6 +20,7 @@ const (
 	pktConnect    = 1
 	pktConnack    = 2
 	pktPublish    = 3
+	pktPuback     = 4
 	pktSubscribe  = 8
 	pktSuback     = 9
 	pktPingreq    = 12
@@ -90,11 +91,28 @@ func subscribePacket(id uint16, filter string, qos byte) []byte {
 // publishPacket encodes a QoS 0 PUBLISH. The caller may rewrite the payload
 // bytes in place before each send: payloadOffset tells where they start.
 func publishPacket(topic string, payload []byte) (pkt []byte, payloadOffset int) {
+	pkt, _, payloadOffset = publishPacketQoS(topic, payload, 0)
+	return pkt, payloadOffset
+}
+
+// publishPacketQoS encodes a PUBLISH at QoS 0 or 1. At QoS 1 the packet
+// identifier (spec 3.3.2.2) sits at idOffset, zero until the caller writes
+// one; at QoS 0 idOffset is -1.
+func publishPacketQoS(topic string, payload []byte, qos byte) (pkt []byte, idOffset, payloadOffset int) {
 	var vh []byte
 	vh = appendString(vh, topic)
+	idAt := -1
+	if qos > 0 {
+		idAt = len(vh)
+		vh = append(vh, 0, 0)
+	}
 	vh = append(vh, payload...)
-	pkt = frame(pktPublish<<4, vh)
-	return pkt, len(pkt) - len(payload)
+	pkt = frame(pktPublish<<4|qos<<1, vh)
+	hdr := len(pkt) - len(vh)
+	if idAt >= 0 {
+		idAt += hdr
+	}
+	return pkt, idAt, hdr + len(vh) - len(payload)
 }
 
 // disconnectPacket is the two-byte DISCONNECT.

@@ -1,7 +1,10 @@
 // Command bench measures MQTT fan-out of the firehose appliance and of
 // Mosquitto side by side, in one run: deliveries per second at 100 to 10,000
-// subscribers, publish-to-delivery latency, memory per connected subscriber,
-// and the time a burst takes to reach everyone (issue #7).
+// subscribers, exact publish-to-delivery latency and broker CPU per delivery
+// at a steady rate, memory per idle subscriber, the time a burst takes to
+// reach everyone, and the same for websocket subscribers running MQTT.js
+// (issues #7 and #13). The appliance can run with its journal on, off, or
+// both in one run (issue #12).
 //
 // It starts both brokers itself, on 127.0.0.1 only, alternates them for each
 // scenario and repetition, and reports medians as a Markdown table on stdout,
@@ -22,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,12 +83,21 @@ type config struct {
 	msgsA       int // target deliveries per (a)/(d) run; messages = this / subscribers
 	steadyRate  float64
 	steadyFor   time.Duration
+	steadyMsgs  int
 	steadySubs  int
+	steadySize  int
 	idleSubs    int
+	idleGCs     int
+	idleSettle  time.Duration
 	wsSubs      int
 	burst       int
 	burstSubs   int
+	wsbSubs     int
+	wsbMsgs     int
+	wsbSize     int
+	wsbQoS      int
 	payload     int
+	journal     string
 	runTimeout  time.Duration
 	stall       time.Duration
 	maxTime     time.Duration
@@ -106,17 +119,26 @@ func run() error {
 	flag.BoolVar(&c.quick, "quick", false, "small sizes, under two minutes (CI); explicit flags still win")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions of every scenario on every broker")
 	flag.StringVar(&c.brokers, "brokers", "appliance,mosquitto", "brokers to compare, comma-separated")
-	flag.StringVar(&c.scenarios, "scenarios", "a,b,c,d,e", "scenarios to run: a fan-out, b steady latency, c idle memory, d websocket fan-out, e burst")
+	flag.StringVar(&c.scenarios, "scenarios", "a,b,c,d,e,f", "scenarios to run: a fan-out, b steady rate (exact latency, CPU per delivery), c idle memory, d websocket fan-out, e burst, f websocket burst to MQTT.js")
 	flag.StringVar(&c.subs, "subs", "100,1000,10000", "subscriber counts for scenario a")
 	flag.IntVar(&c.msgsA, "deliveries", 500000, "deliveries per fan-out run (a, d): messages = deliveries / subscribers, at least 20")
 	flag.Float64Var(&c.steadyRate, "steady-rate", 20, "scenario b: messages per second")
-	flag.DurationVar(&c.steadyFor, "steady-for", 30*time.Second, "scenario b: how long to publish")
+	flag.IntVar(&c.steadyMsgs, "steady-msgs", 300, "scenario b: messages")
+	flag.DurationVar(&c.steadyFor, "steady-for", 0, "scenario b: publish for this long instead (messages = rate × duration)")
 	flag.IntVar(&c.steadySubs, "steady-subs", 1000, "scenario b: subscribers")
+	flag.IntVar(&c.steadySize, "steady-payload", 4096, "scenario b: payload bytes")
 	flag.IntVar(&c.idleSubs, "idle-subs", 10000, "scenario c: idle subscribers")
+	flag.IntVar(&c.idleGCs, "idle-gcs", 1, "scenario c: GC cycles of the appliance to await after the connect storm (an idle Go process runs one every 2 minutes)")
+	flag.DurationVar(&c.idleSettle, "idle-settle", 150*time.Second, "scenario c: bound on settling (stable RSS and -idle-gcs) after the storm")
 	flag.IntVar(&c.wsSubs, "ws-subs", 1000, "scenario d: websocket subscribers")
 	flag.IntVar(&c.burst, "burst", 100, "scenario e: messages in the burst")
 	flag.IntVar(&c.burstSubs, "burst-subs", 10000, "scenario e: subscribers")
-	flag.IntVar(&c.payload, "payload", 1024, "payload bytes (at least 16: sequence and timestamp)")
+	flag.IntVar(&c.wsbSubs, "ws-burst-subs", 200, "scenario f: MQTT.js websocket subscribers")
+	flag.IntVar(&c.wsbMsgs, "ws-burst-msgs", 1000, "scenario f: JSON events in the burst")
+	flag.IntVar(&c.wsbSize, "ws-burst-payload", 4096, "scenario f: bytes per JSON event")
+	flag.IntVar(&c.wsbQoS, "ws-burst-qos", 1, "scenario f: QoS of the publish and of the subscriptions (0 or 1; brokers may grant less)")
+	flag.IntVar(&c.payload, "payload", 1024, "payload bytes of a, d and e (at least 16: sequence and timestamp)")
+	flag.StringVar(&c.journal, "journal", "", "appliance journal: on, off or both (two appliances); unset writes no [journal] section")
 	flag.DurationVar(&c.runTimeout, "run-timeout", 120*time.Second, "bound on one run, broker start to stop")
 	flag.DurationVar(&c.stall, "stall", 3*time.Second, "end a run when no delivery arrived for this long after the last publish")
 	flag.DurationVar(&c.maxTime, "max-time", 30*time.Minute, "bound on the whole bench; remaining runs are skipped")
@@ -132,8 +154,25 @@ func run() error {
 	if c.quick {
 		quickDefaults(&c)
 	}
-	if c.reps < 1 || c.payload < payloadHeader {
-		return errors.New("-reps must be ≥ 1 and -payload ≥ 16")
+	if c.reps < 1 || c.payload < payloadHeader || c.steadySize < payloadHeader {
+		return errors.New("-reps must be ≥ 1, -payload and -steady-payload ≥ 16")
+	}
+	if c.wsbQoS != 0 && c.wsbQoS != 1 {
+		return errors.New("-ws-burst-qos must be 0 or 1")
+	}
+	if _, _, _, err := jsonPayload(c.wsbSize); err != nil {
+		return fmt.Errorf("-ws-burst-payload: %w", err)
+	}
+	var journals []string
+	switch c.journal {
+	case "":
+		journals = []string{""}
+	case "on", "off":
+		journals = []string{c.journal}
+	case "both":
+		journals = []string{"off", "on"}
+	default:
+		return fmt.Errorf("-journal %q: want on, off or both", c.journal)
 	}
 
 	started := time.Now()
@@ -168,28 +207,49 @@ func run() error {
 
 	var brokers []broker
 	var skipped []string
+	// Report without a missing broker or scenario rather than fail: the
+	// bench informs, and half a comparison beats none.
+	skip := func(what string, err error) {
+		skipped = append(skipped, fmt.Sprintf("%s: %v", what, err))
+		fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", what, err)
+	}
 	for _, name := range strings.Split(c.brokers, ",") {
-		var b broker
 		switch strings.TrimSpace(name) {
 		case "appliance":
 			var env []string
 			if c.applEnv != "" {
 				env = strings.Split(c.applEnv, ",")
 			}
-			b, err = newAppliance(ctx, root, c.applianceBn, tmp, env)
+			bin, err := buildAppliance(ctx, root, c.applianceBn, tmp)
+			if err != nil {
+				skip(name, err)
+				continue
+			}
+			for _, j := range journals {
+				a, err := newAppliance(ctx, root, bin, c.applianceBn != "", tmp, env, j)
+				if err != nil {
+					skip(name+" journal "+j, err)
+					continue
+				}
+				brokers = append(brokers, a)
+			}
 		case "mosquitto":
-			b, err = newMosquitto(c.mosquitto)
+			m, err := newMosquitto(c.mosquitto)
+			if err != nil {
+				skip(name, err)
+				continue
+			}
+			brokers = append(brokers, m)
 		default:
 			return fmt.Errorf("unknown broker %q", name)
 		}
-		if err != nil {
-			// Report without the missing broker rather than fail: the bench
-			// informs, and half a comparison beats none.
-			skipped = append(skipped, fmt.Sprintf("%s: %v", name, err))
-			fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", name, err)
-			continue
+	}
+	var mjs *mqttJS
+	if slices.ContainsFunc(scs, func(sc scenario) bool { return sc.Client == "mqttjs" }) {
+		if mjs, err = findMQTTJS(root); err != nil {
+			skip("scenario f", err)
+			scs = slices.DeleteFunc(scs, func(sc scenario) bool { return sc.Client == "mqttjs" })
 		}
-		brokers = append(brokers, b)
 	}
 	if len(brokers) == 0 {
 		return errors.New("no broker to measure")
@@ -200,7 +260,7 @@ func run() error {
 	}
 
 	d := &dialer{perAddr: 1000}
-	o := runOpts{payload: c.payload, runTimeout: c.runTimeout, stall: c.stall}
+	o := runOpts{runTimeout: c.runTimeout, stall: c.stall, idleSettle: c.idleSettle, mqttjs: mjs}
 	var runs []runResult
 	for _, sc := range scs {
 		for rep := 1; rep <= c.reps; rep++ {
@@ -230,9 +290,12 @@ func run() error {
 	if c.quick {
 		mode = "quick"
 	}
-	fmt.Printf("## firehose bench (%s): %s, QoS 0, %d-byte payload, %d CPU, %.0f s\n\n", mode, started.UTC().Format(time.RFC3339), c.payload, runtime.NumCPU(), elapsed.Seconds())
+	fmt.Printf("## firehose bench (%s): %s, %d CPU, %.0f s\n\n", mode, started.UTC().Format(time.RFC3339), runtime.NumCPU(), elapsed.Seconds())
 	for _, b := range brokers {
 		fmt.Printf("- %s: %s\n", b.Name(), b.Version())
+	}
+	if mjs != nil {
+		fmt.Printf("- scenario f subscribers: %s\n", mjs.version)
 	}
 	for _, s := range skipped {
 		fmt.Printf("- skipped %s\n", s)
@@ -250,6 +313,9 @@ func run() error {
 	versions := map[string]string{}
 	for _, b := range brokers {
 		versions[b.Name()] = b.Version()
+	}
+	if mjs != nil {
+		versions["mqttjs"] = mjs.version
 	}
 	doc := report{
 		Mode: mode, Started: started.UTC().Format(time.RFC3339), Seconds: elapsed.Seconds(),
@@ -277,8 +343,8 @@ func run() error {
 	return nil
 }
 
-// quickDefaults shrinks every scenario so that both brokers, all five
-// scenarios, fit in under two minutes on two shared cores. Flags given
+// quickDefaults shrinks every scenario so that both brokers, all six
+// scenarios, fit in about two minutes on two shared cores. Flags given
 // explicitly on the command line keep their values.
 func quickDefaults(c *config) {
 	set := map[string]bool{}
@@ -291,8 +357,12 @@ func quickDefaults(c *config) {
 	def("reps", func() { c.reps = 3 })
 	def("subs", func() { c.subs = "100,1000" })
 	def("deliveries", func() { c.msgsA = 100000 })
-	def("steady-for", func() { c.steadyFor = 3 * time.Second })
+	def("steady-msgs", func() { c.steadyMsgs = 40 })
 	def("idle-subs", func() { c.idleSubs = 5000 })
+	def("idle-gcs", func() { c.idleGCs = 0 })
+	def("idle-settle", func() { c.idleSettle = 15 * time.Second })
+	def("ws-burst-subs", func() { c.wsbSubs = 50 })
+	def("ws-burst-msgs", func() { c.wsbMsgs = 200 })
 	def("burst", func() { c.burst = 20 })
 	def("burst-subs", func() { c.burstSubs = 5000 })
 	def("run-timeout", func() { c.runTimeout = 30 * time.Second })
@@ -313,21 +383,29 @@ func buildScenarios(c config) ([]scenario, error) {
 				return nil, fmt.Errorf("-subs: bad count %q", s)
 			}
 			out = append(out, scenario{Key: fmt.Sprintf("a-%d", n), Group: "a", Title: "fan-out, as fast as the broker takes it",
-				Transport: "tcp", Subs: n, Msgs: msgs(n)})
+				Transport: "tcp", Subs: n, Msgs: msgs(n), Payload: c.payload})
 		}
 	}
 	if want["b"] {
-		out = append(out, scenario{Key: "b", Group: "b", Title: fmt.Sprintf("steady %g msg/s, latency", c.steadyRate),
-			Transport: "tcp", Subs: c.steadySubs, Msgs: max(1, int(c.steadyRate*c.steadyFor.Seconds())), Rate: c.steadyRate})
+		n := c.steadyMsgs
+		if c.steadyFor > 0 {
+			n = int(c.steadyRate * c.steadyFor.Seconds())
+		}
+		out = append(out, scenario{Key: "b", Group: "b", Title: fmt.Sprintf("steady %g msg/s × %d B, exact latency, CPU per delivery", c.steadyRate, c.steadySize),
+			Transport: "tcp", Subs: c.steadySubs, Msgs: max(1, n), Rate: c.steadyRate, Payload: c.steadySize})
 	}
 	if want["c"] {
-		out = append(out, scenario{Key: "c", Group: "c", Title: "idle subscribers, memory", Transport: "tcp", Subs: c.idleSubs, Idle: true})
+		out = append(out, scenario{Key: "c", Group: "c", Title: "idle subscribers, settled memory", Transport: "tcp", Subs: c.idleSubs, Idle: true, IdleGCs: c.idleGCs})
 	}
 	if want["d"] {
-		out = append(out, scenario{Key: "d", Group: "d", Title: "fan-out over websockets", Transport: "ws", Subs: c.wsSubs, Msgs: msgs(c.wsSubs)})
+		out = append(out, scenario{Key: "d", Group: "d", Title: "fan-out over websockets", Transport: "ws", Subs: c.wsSubs, Msgs: msgs(c.wsSubs), Payload: c.payload})
 	}
 	if want["e"] {
-		out = append(out, scenario{Key: "e", Group: "e", Title: fmt.Sprintf("burst of %d", c.burst), Transport: "tcp", Subs: c.burstSubs, Msgs: c.burst})
+		out = append(out, scenario{Key: "e", Group: "e", Title: fmt.Sprintf("burst of %d", c.burst), Transport: "tcp", Subs: c.burstSubs, Msgs: c.burst, Payload: c.payload})
+	}
+	if want["f"] {
+		out = append(out, scenario{Key: "f", Group: "f", Title: fmt.Sprintf("websocket burst of %d × %d B JSON to MQTT.js, QoS %d", c.wsbMsgs, c.wsbSize, c.wsbQoS),
+			Transport: "ws", Client: "mqttjs", Subs: c.wsbSubs, Msgs: c.wsbMsgs, Payload: c.wsbSize, JSON: true, QoS: byte(c.wsbQoS)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("-scenarios %q selects nothing", c.scenarios)
@@ -340,10 +418,24 @@ func oneLine(r runResult) string {
 		return "ERROR " + r.Error
 	}
 	if r.RSSPerConnKiB != 0 {
-		return fmt.Sprintf("%.1f KiB/conn, connect %.1fs", r.RSSPerConnKiB, r.ConnectSeconds)
+		s := fmt.Sprintf("%.1f KiB/subscriber (%.1f right after the storm), connect %.1fs, settled in %.1fs", r.RSSPerConnKiB, r.RSSStormPerConnKiB, r.ConnectSeconds, r.SettleSeconds)
+		if r.GCLiveHeapMiB > 0 || r.GCsAfterStorm > 0 {
+			s += fmt.Sprintf(", %d GC after, live heap %.0f MiB (%.1f KiB/subscriber), stacks %.0f MiB", r.GCsAfterStorm, r.GCLiveHeapMiB, r.GCHeapPerConnKiB, r.GCStacksMiB)
+		}
+		if !r.Settled {
+			s += " (NOT settled)"
+		}
+		return s
 	}
-	return fmt.Sprintf("%d/%d delivered, %.0f/s, p50 %.2f ms, p99 %.2f ms, broker CPU %.1fs, bench CPU %.1fs, peak %.0f MiB",
-		r.Delivered, r.Expected, r.DeliveriesPerSec, r.LatencyP50Ms, r.LatencyP99Ms, r.BrokerCPUSeconds, r.BenchCPUSeconds, r.PeakRSSMiB)
+	s := fmt.Sprintf("%d/%d delivered, %.0f/s, last at %.2fs, p50 %.2f ms, p99 %.2f ms, max %.2f ms, broker CPU %.2fs (%.1f µs/delivery), bench CPU %.1fs, peak %.0f MiB",
+		r.Delivered, r.Expected, r.DeliveriesPerSec, r.DurationSeconds, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs, r.BrokerCPUSeconds, r.BrokerCPUPerDeliveryUs, r.BenchCPUSeconds, r.PeakRSSMiB)
+	if r.PerSub != nil {
+		s += fmt.Sprintf(", per subscriber %d..%d", r.MinPerSub, r.MaxPerSub)
+	}
+	if r.Duplicates > 0 || r.Reorders > 0 {
+		s += fmt.Sprintf(", %d duplicates, %d reorders", r.Duplicates, r.Reorders)
+	}
+	return s
 }
 
 func reversed(bs []broker) []broker {

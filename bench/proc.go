@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,4 +105,36 @@ func raiseNoFile(want uint64) (uint64, error) {
 		return lim.Cur, err
 	}
 	return cur, nil
+}
+
+// gcStats is what a Go broker's GODEBUG=gctrace=1 lines in its log say: how
+// many GC cycles have completed, and the live heap and scannable stacks
+// after the latest one.
+type gcStats struct {
+	cycles   int
+	liveMB   float64
+	stacksMB float64
+}
+
+// gcLine matches the runtime's trace line (runtime/mgc.go, gcMarkTermination):
+// "gc 12 @3.4s 1%: ... ms cpu, 120->122->61 MB, 125 MB goal, 1 MB stacks, ...".
+var gcLine = regexp.MustCompile(`^gc (\d+) @.* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks`)
+
+// gcTrace reads the log at path; a log without trace lines gives zeros.
+func gcTrace(path string) gcStats {
+	var g gcStats
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return g
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := gcLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		g.cycles++
+		g.liveMB, _ = strconv.ParseFloat(m[4], 64)
+		g.stacksMB, _ = strconv.ParseFloat(m[6], 64)
+	}
+	return g
 }

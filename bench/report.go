@@ -24,8 +24,10 @@ var (
 	mP50        = metric{"latency p50", "ms", false, func(r runResult) float64 { return r.LatencyP50Ms }}
 	mP99        = metric{"latency p99", "ms", false, func(r runResult) float64 { return r.LatencyP99Ms }}
 	mMax        = metric{"latency max", "ms", false, func(r runResult) float64 { return r.LatencyMaxMs }}
-	mPerConn    = metric{"RSS per connection", "KiB", false, func(r runResult) float64 { return r.RSSPerConnKiB }}
+	mPerConn    = metric{"RSS per subscriber", "KiB", false, func(r runResult) float64 { return r.RSSPerConnKiB }}
 	mLast       = metric{"time to last delivery", "s", false, func(r runResult) float64 { return r.DurationSeconds }}
+	mCPUPerDel  = metric{"broker CPU per delivery", "µs", false, func(r runResult) float64 { return r.BrokerCPUPerDeliveryUs }}
+	mMinPerSub  = metric{"messages to the least-served subscriber", "msgs", true, func(r runResult) float64 { return float64(r.MinPerSub) }}
 )
 
 // metricsFor says what each scenario group is about (see README).
@@ -34,11 +36,13 @@ func metricsFor(group string) []metric {
 	case "a", "d":
 		return []metric{mDeliveries, mP99}
 	case "b":
-		return []metric{mP50, mP99, mMax}
+		return []metric{mP50, mP99, mMax, mCPUPerDel}
 	case "c":
 		return []metric{mPerConn}
 	case "e":
 		return []metric{mLast, mDeliveries}
+	case "f":
+		return []metric{mLast, mMinPerSub, mP99, mCPUPerDel}
 	}
 	return nil
 }
@@ -63,8 +67,37 @@ type summaryRow struct {
 	Unit        string                 `json:"unit"`
 	HigherBest  bool                   `json:"higher_is_better"`
 	Brokers     map[string]*brokerStat `json:"brokers"`
-	// Ratio is appliance / mosquitto of the medians, when both ran.
+	// Ratios of the medians, when both sides ran: "B/mosquitto" for every
+	// other broker B, and "journal on/off" when both appliances ran.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
+	// Ratio is appliance / mosquitto; results written before Ratios have
+	// only this, and -render still reads them.
 	Ratio *float64 `json:"ratio_appliance_over_mosquitto,omitempty"`
+}
+
+// ratioPairs lists the ratio columns for a set of brokers, in order.
+func ratioPairs(brokers []string) (names []string, pairs [][2]string) {
+	if slices.Contains(brokers, "mosquitto") {
+		for _, b := range brokers {
+			if b != "mosquitto" {
+				names = append(names, b+"/mosquitto")
+				pairs = append(pairs, [2]string{b, "mosquitto"})
+			}
+		}
+	}
+	if slices.Contains(brokers, "appliance-journal-on") && slices.Contains(brokers, "appliance-journal-off") {
+		names = append(names, "journal on/off")
+		pairs = append(pairs, [2]string{"appliance-journal-on", "appliance-journal-off"})
+	}
+	return names, pairs
+}
+
+// rowRatios returns the row's ratios, from Ratio for old results.
+func (row summaryRow) rowRatios() map[string]float64 {
+	if row.Ratios == nil && row.Ratio != nil {
+		return map[string]float64{"appliance/mosquitto": *row.Ratio}
+	}
+	return row.Ratios
 }
 
 func median(xs []float64) float64 {
@@ -112,11 +145,20 @@ func summarize(scs []scenario, brokers []string, runs []runResult) []summaryRow 
 				st.Median, st.Drops, st.CPU, st.PeakRSS = median(vals), median(drops), median(cpu), median(rss)
 				row.Brokers[b] = st
 			}
-			a, okA := row.Brokers["appliance"]
-			q, okQ := row.Brokers["mosquitto"]
-			if okA && okQ && a.Runs > 0 && q.Runs > 0 && q.Median != 0 {
-				r := a.Median / q.Median
-				row.Ratio = &r
+			names, pairs := ratioPairs(brokers)
+			for i, p := range pairs {
+				a, okA := row.Brokers[p[0]]
+				q, okQ := row.Brokers[p[1]]
+				if okA && okQ && a.Runs > 0 && q.Runs > 0 && q.Median != 0 {
+					if row.Ratios == nil {
+						row.Ratios = map[string]float64{}
+					}
+					row.Ratios[names[i]] = a.Median / q.Median
+					if p[0] == "appliance" && p[1] == "mosquitto" {
+						r := a.Median / q.Median
+						row.Ratio = &r
+					}
+				}
 			}
 			rows = append(rows, row)
 		}
@@ -142,10 +184,21 @@ func num(v float64) string {
 }
 
 func writeMarkdown(w io.Writer, rows []summaryRow, brokers []string, runs []runResult, reps int) {
-	fmt.Fprintf(w, "Medians of %d repetition(s); ratio = appliance / mosquitto.\n\n", reps)
+	ratioNames, _ := ratioPairs(brokers)
+	if len(ratioNames) == 0 {
+		// An old report: its one ratio, if any row has it.
+		for _, row := range rows {
+			if row.Ratio != nil {
+				ratioNames = []string{"appliance/mosquitto"}
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "Medians of %d repetition(s); ratios of the medians.\n\n", reps)
 	hdr := []string{"scenario", "subs", "metric"}
 	hdr = append(hdr, brokers...)
-	hdr = append(hdr, "ratio", "complete", "drops", "broker CPU s", "peak RSS MiB")
+	hdr = append(hdr, ratioNames...)
+	hdr = append(hdr, "complete", "drops", "broker CPU s", "peak RSS MiB")
 	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(hdr, " | "), strings.Repeat("---|", len(hdr)))
 	per := func(row summaryRow, f func(*brokerStat) string) string {
 		var parts []string
@@ -175,11 +228,15 @@ func writeMarkdown(w io.Writer, rows []summaryRow, brokers []string, runs []runR
 				cells = append(cells, num(st.Median))
 			}
 		}
-		ratio := "–"
-		if row.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *row.Ratio)
+		ratios := row.rowRatios()
+		for _, name := range ratioNames {
+			if r, ok := ratios[name]; ok {
+				cells = append(cells, fmt.Sprintf("%.2f", r))
+			} else {
+				cells = append(cells, "–")
+			}
 		}
-		cells = append(cells, ratio,
+		cells = append(cells,
 			per(row, func(s *brokerStat) string { return fmt.Sprintf("%d/%d", s.Complete, s.Runs+s.Errors) }),
 			per(row, func(s *brokerStat) string { return num(s.Drops) }),
 			per(row, func(s *brokerStat) string { return num(s.CPU) }),
@@ -191,6 +248,10 @@ func writeMarkdown(w io.Writer, rows []summaryRow, brokers []string, runs []runR
 	for _, r := range runs {
 		if r.Error != "" {
 			errs = append(errs, fmt.Sprintf("- %s %s rep %d: %s", r.Scenario, r.Broker, r.Rep, r.Error))
+		}
+		if r.RSSPerConnKiB != 0 && !r.Settled {
+			errs = append(errs, fmt.Sprintf("- %s %s rep %d: memory not settled within -idle-settle (%.0f s; %d GC cycles after the storm)",
+				r.Scenario, r.Broker, r.Rep, r.SettleSeconds, r.GCsAfterStorm))
 		}
 		if r.SubscriberErrors > 0 {
 			// A broker that hangs up on subscribers mid-run is news even when
