@@ -3,7 +3,6 @@ package gerrit
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -59,7 +58,10 @@ func TestPlaybackSamples(t *testing.T) {
 }
 
 // generate emits n distinct events made from the samples, three per second
-// of the fake clock, to the log and/or the stream.
+// of the fake clock, to the log and/or the stream. It returns what a
+// subscriber gets when the events-log fills every gap: the sample
+// {"type":"dropped-output"} is emitted too, but as a marker whose gap is
+// filled it is not published.
 func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [][]byte {
 	var out [][]byte
 	for range n {
@@ -69,7 +71,9 @@ func generate(r *rig, samples [][]byte, seq *int, n int, toLog, toStream bool) [
 			r.g.Tick()
 		}
 		r.g.Emit(ev, toLog, toStream)
-		out = append(out, ev)
+		if !isDroppedOutput(ev) {
+			out = append(out, ev)
+		}
 	}
 	return out
 }
@@ -135,20 +139,18 @@ func TestHalfOpen(t *testing.T) {
 }
 
 // TestDroppedOutput: Gerrit dropped events of the session and said so; the
-// source replays them from the log.
+// source replays them from the log, in their place, and does not publish
+// the marker: its gap is filled.
 func TestDroppedOutput(t *testing.T) {
 	r, s, samples := streaming(t)
 	seq := 0
 	want := generate(r, samples, &seq, 5, true, true)
-	lost := generate(r, samples, &seq, 3, true, false)
-	dropped := []byte(fmt.Sprintf(`{"type":"dropped-output","eventCreatedOn":%d}`, r.g.Now().Unix()))
-	r.g.Emit(dropped, false, true)
-	want = append(want, dropped)
-	want = append(want, lost...)
+	want = append(want, generate(r, samples, &seq, 3, true, false)...) // lost
+	r.g.Emit(gerrittest.DroppedOutput, false, true)
 	want = append(want, generate(r, samples, &seq, 5, true, true)...)
 	r.expectExactly(want)
 	waitFor(t, 10*time.Second, "the replay to finish", func() bool { return status(s).State == apitype.GerritStreaming })
-	if st := status(s); st.Replays != 1 || st.Reconnects != 0 || st.Replayed < 3 {
+	if st := status(s); st.Replays != 1 || st.Reconnects != 0 || st.Replayed < 3 || st.DroppedOutput != 1 {
 		t.Errorf("status = %+v", st)
 	}
 }
