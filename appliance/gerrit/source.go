@@ -254,4 +254,3 @@ func (s *source) parseError(line []byte, err error) {
 		s.log.Warn("skipped a line that is not an event", "err", err, "line", truncate(line, 200), "count", n)
 	}
 }
-

@@ -272,4 +272,3 @@ func (s *source) keepalive(ctx context.Context, c ssh.Conn, dead func(error)) {
 		}
 	}
 }
-
