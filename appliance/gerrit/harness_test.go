@@ -128,6 +128,12 @@ func newRigWith(t testing.TB, eventsLog bool, o gerrittest.Options) *rig {
 // sources starts a Sources with fast timings and the fake clock.
 func (r *rig) sources(pub Publisher) *Sources {
 	r.t.Helper()
+	return r.sourcesWith(pub, nil)
+}
+
+// sourcesWith is sources with options changed by tune.
+func (r *rig) sourcesWith(pub Publisher, tune func(*options)) *Sources {
+	r.t.Helper()
 	if pub == nil {
 		pub = r.broker
 	}
@@ -142,6 +148,9 @@ func (r *rig) sources(pub Publisher) *Sources {
 	s.opts.persistEvery = 20 * time.Millisecond
 	s.opts.now = r.g.Now
 	s.opts.http = &http.Client{Timeout: 5 * time.Second}
+	if tune != nil {
+		tune(&s.opts)
+	}
 	s.Update([]config.Gerrit{r.cfg})
 	r.t.Cleanup(s.Close)
 	return s

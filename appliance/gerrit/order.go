@@ -115,17 +115,23 @@ func (s *source) handleLive(ctx context.Context, line []byte) {
 }
 
 // droppedOutput handles Gerrit's word that it left events out of this
-// session. The rule: when the events-log filled the gap, the marker is not
-// published (the events it announces were, in their place); when the gap
-// could not be filled (no events-log, or the replay failed), the marker is
-// published where the gap is, unchanged, so that consumers know events are
-// missing there. Either way its own time is not a position: the events it
-// announces are older than it.
+// session.
 func (s *source) droppedOutput(ctx context.Context, marker item) {
 	n := s.count(func(st *apitype.GerritSource) *int64 { return &st.DroppedOutput })
 	if n <= 10 || n%1000 == 0 {
 		s.log.Warn("gerrit left events out of the stream (dropped-output)", "count", n, "replay", s.dedupe)
 	}
+	s.fillGap(ctx, marker)
+}
+
+// fillGap deals with events missing from the stream at this point. The
+// rule for the marker: when the events-log filled the gap, it is not
+// published (the events it announces were, in their place); when the gap
+// could not be filled (no events-log, or the replay failed), it is
+// published here, so that consumers know events are missing before it.
+// Either way its own time is not a position: the events it announces are
+// older than it.
+func (s *source) fillGap(ctx context.Context, marker item) {
 	if s.dedupe && s.replay(ctx) {
 		return
 	}
@@ -136,6 +142,14 @@ func (s *source) droppedOutput(ctx context.Context, marker item) {
 	if !s.q.push(marker, len(marker.payload)) {
 		s.overflow()
 	}
+}
+
+// localMarker stands for the lines the reader itself had to drop: a
+// dropped-output of our own, as Gerrit would have sent.
+func (s *source) localMarker() item {
+	line := []byte(`{"type":"dropped-output"}`)
+	_, t, key, _ := s.routed(line)
+	return item{topic: t, payload: line, key: key}
 }
 
 func (s *source) received(ev event) {

@@ -197,3 +197,37 @@ func isDroppedOutput(ev []byte) bool {
 	json.Unmarshal(ev, &m)
 	return m.Type == "dropped-output"
 }
+
+// TestReaderOverflowReplayed: while a replay waits for the events-log, the
+// stream fills the reader's queue and lines are dropped; that gap is filled
+// from the log like one Gerrit announces, in order. The log lags here, so
+// that only the gap's own replay can find them.
+func TestReaderOverflowReplayed(t *testing.T) {
+	r := newRig(t, true)
+	s := r.sourcesWith(nil, func(o *options) { o.pendingLen = 5 })
+	waitFor(t, 60*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
+	samples := readSamples(t)
+	seq := 0
+	want := generate(r, samples, &seq, 5, true, true)
+	r.expectExactly(want)
+
+	r.g.HoldLog()
+	r.g.DropAll()
+	waitFor(t, 60*time.Second, "the replay to wait on the events-log", func() bool {
+		return r.g.Streaming() == 1 && r.g.LogWaiting() > 0
+	})
+	late := generate(r, samples, &seq, 20, false, true) // not in the log yet
+	waitFor(t, 60*time.Second, "the reader to overflow", func() bool { return status(s).QueueOverflow == 15 })
+	r.g.ReleaseLog()
+	want = append(want, late...)
+	gerrittest.WaitCount(t, 60*time.Second, "the queued lines published", 10, r.sub.count)
+	for _, ev := range late {
+		r.g.Emit(ev, true, false) // the log catches up
+	}
+	// The next line marks the gap: a stream is never quiet for long.
+	want = append(want, generate(r, samples, &seq, 5, true, true)...)
+	r.expectExactly(want)
+	if st := status(s); st.Replays != 2 || st.DroppedOutput != 0 || st.Replayed < 15 {
+		t.Errorf("status = %+v", st)
+	}
+}

@@ -150,20 +150,28 @@ func (s *source) stream(ctx context.Context) (time.Duration, error) {
 	}()
 
 	// The reader never blocks on processing: a stalled SSH reader makes
-	// Gerrit drop events for this session.
-	pending := newQueue[[]byte](s.opts.queueLen, s.opts.queueBytes)
+	// Gerrit drop events for this session. When pending is full it drops
+	// lines itself, and marks the place with a nil line once there is room:
+	// a gap like the ones Gerrit announces with dropped-output.
+	pending := newQueue[[]byte](s.opts.pendingLen, s.opts.queueBytes)
 	readErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		lost := false
 		err := readLines(stdout, s.opts.maxLine, func(line []byte, tooLong bool) error {
 			switch {
 			case tooLong:
 				n := s.count(func(st *apitype.GerritSource) *int64 { return &st.LinesTooLong })
 				s.log.Warn("skipped a line longer than the limit", "limit", s.opts.maxLine, "count", n)
 			case len(bytes.TrimSpace(line)) == 0:
-			case !pending.push(line, len(line)):
+			// After a loss, the nil marker goes first; no room for it means
+			// this line is lost too.
+			case lost && !pending.push(nil, 0), !pending.push(line, len(line)):
+				lost = true
 				s.overflow()
+			default:
+				lost = false
 			}
 			return nil
 		})
@@ -189,6 +197,10 @@ func (s *source) stream(ctx context.Context) (time.Duration, error) {
 		line, ok := pending.pop(connCtx, lineSize)
 		if !ok {
 			break
+		}
+		if line == nil {
+			s.fillGap(connCtx, s.localMarker())
+			continue
 		}
 		s.handleLive(connCtx, line)
 	}
