@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -121,9 +122,14 @@ type logWalker struct {
 	fetch    func(ctx context.Context, t1 int64) ([][]byte, error)
 	parse    func(line []byte) (logEvent, bool) // false: not an event, skipped
 	maxPages int
-	// fullSecond is told when a page was one second only, all seen: the
-	// plugin cannot page inside a second, so the walk goes on from the next
-	// second and events of that second past the page may be missing.
+	// edge is the first second events may still be created in (now, less
+	// some slack for clocks): before skipping past one of those, the walk
+	// makes sure it has to.
+	edge func() int64
+	// fullSecond is told when a page was one second only, all seen, and as
+	// large as the largest answer: the plugin cannot page inside a second,
+	// so the walk goes on from the next second and events of that second
+	// past the page may be missing.
 	fullSecond func(sec int64, n int)
 }
 
@@ -131,11 +137,13 @@ type logWalker struct {
 // ends when a page brings nothing new.
 func (w logWalker) walk(ctx context.Context, t1 int64, yield func(logEvent)) error {
 	var overlap *seen // events of the previous page at or after t1
+	largest := 0      // the largest answer so far: the plugin's cap, if it was reached
 	for page := 0; page < w.maxPages; page++ {
 		lines, err := w.fetch(ctx, t1)
 		if err != nil {
 			return err
 		}
+		largest = max(largest, len(lines))
 		evs := make([]logEvent, 0, len(lines))
 		prev := t1
 		for _, line := range lines {
@@ -154,12 +162,21 @@ func (w logWalker) walk(ctx context.Context, t1 int64, yield func(logEvent)) err
 		if len(evs) > 0 {
 			first, last = evs[0].sec, evs[len(evs)-1].sec
 		}
+		// The next answer repeats the events filed at last or later. An
+		// event without a time is filed no later than the dated event after
+		// it: it may be one of them.
 		next := newSeen(len(evs) + 1)
+		bound := int64(math.MaxInt64)
+		for i := len(evs) - 1; i >= 0; i-- {
+			if evs[i].dated {
+				bound = evs[i].sec
+			}
+			if bound >= last {
+				next.add(evs[i].key, evs[i].sec, true)
+			}
+		}
 		fresh := 0
 		for _, e := range evs {
-			if e.sec >= last {
-				next.add(e.key, e.sec, true)
-			}
 			if overlap != nil && overlap.take(e.key) {
 				continue
 			}
@@ -171,12 +188,36 @@ func (w logWalker) walk(ctx context.Context, t1 int64, yield func(logEvent)) err
 			// The next answer starts at the page's last second and repeats
 			// what this page had from that second on.
 			t1, overlap = last, next
-		case len(evs) > 0 && first == last:
-			// The whole page is one second, all seen: the cap was reached
-			// within that second (it cannot page inside one), or the log
-			// ends there. Go on from the next second; an answer with
-			// nothing new then ends the walk. What the page held stays
-			// known, for events without a time that the next answer repeats.
+		case len(evs) > 0 && first == last && len(lines) == largest:
+			// The whole page is one second, all seen, and as large as the
+			// largest answer: the plugin may have cut it at its cap within
+			// that second (it cannot page inside one), or the log ends there.
+			if last >= w.edge() {
+				// A second that may still get events: tell the two apart.
+				// Later events first: none means the log ends here.
+				more, err := w.fetch(ctx, last+1)
+				if err != nil {
+					return err
+				}
+				if len(more) == 0 {
+					return nil
+				}
+				// Then this second again: unchanged although later events
+				// exist means it was cut. An event of this second created
+				// from now on comes after those later ones in Gerrit's order
+				// too, so the stream has it in its place.
+				again, err := w.fetch(ctx, last)
+				if err != nil {
+					return err
+				}
+				if !sameLines(again, lines) {
+					t1, overlap = last, next // it grew: page on from here
+					continue
+				}
+			}
+			// Go on from the next second; an answer with nothing new then
+			// ends the walk. What the page held stays known, for events
+			// without a time that the next answer repeats.
 			if w.fullSecond != nil {
 				w.fullSecond(last, len(evs))
 			}
@@ -186,4 +227,16 @@ func (w logWalker) walk(ctx context.Context, t1 int64, yield func(logEvent)) err
 		}
 	}
 	return fmt.Errorf("events-log: still not caught up after %d pages", w.maxPages)
+}
+
+func sameLines(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -69,9 +69,9 @@ func startBroker(t testing.TB) (*mqtt.Server, *subscriber) {
 	}
 	sub := &subscriber{}
 	opts := paho.NewClientOptions().AddBroker("tcp://" + tcp.Address()).SetClientID("checker").
-		SetAutoReconnect(false).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+		SetAutoReconnect(false).SetOrderMatters(true).SetConnectTimeout(30 * time.Second)
 	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt connect: %v", tok.Error())
 	}
 	tok := c.Subscribe("gerrit/#", 1, func(_ paho.Client, m paho.Message) {
@@ -79,7 +79,7 @@ func startBroker(t testing.TB) (*mqtt.Server, *subscriber) {
 		sub.msgs = append(sub.msgs, message{m.Topic(), append([]byte(nil), m.Payload()...)})
 		sub.mu.Unlock()
 	})
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt subscribe: %v", tok.Error())
 	}
 	t.Cleanup(func() {
@@ -144,10 +144,10 @@ func (r *rig) sourcesWith(pub Publisher, tune func(*options)) *Sources {
 	s := NewSources(r.state, pub, slog.New(slog.NewTextHandler(logTo, nil)))
 	s.opts.backoffMin = 20 * time.Millisecond
 	s.opts.backoffMax = 200 * time.Millisecond
-	s.opts.dialTimeout = 5 * time.Second
+	s.opts.dialTimeout = 30 * time.Second
 	s.opts.persistEvery = 20 * time.Millisecond
 	s.opts.now = r.g.Now
-	s.opts.http = &http.Client{Timeout: 5 * time.Second}
+	s.opts.http = &http.Client{Timeout: 30 * time.Second}
 	if tune != nil {
 		tune(&s.opts)
 	}

@@ -96,6 +96,34 @@ func (s *source) routed(line []byte) (event, string, [32]byte, bool) {
 
 func isMarker(ev event) bool { return ev.typ == "dropped-output" }
 
+// begin starts a connection's stream, attempted being when the connection
+// was attempted. The first connection ever has nothing to replay, but sets
+// the position a later drop is replayed from, even before the first event.
+// Any later one replays what was missed while disconnected, first: the
+// stream waits in pending meanwhile.
+func (s *source) begin(ctx context.Context, attempted time.Time) {
+	s.seq.connected()
+	if !s.hasPos {
+		s.hasPos, s.seq.hw, s.seq.origin = true, attempted.Unix(), attempted.Unix()
+		s.durMu.Lock()
+		s.dur.Second, s.dur.Origin, s.dirty = s.seq.hw, s.seq.origin, true
+		s.durMu.Unlock()
+	} else if s.dedupe {
+		s.replay(ctx)
+	}
+	s.setState(apitype.GerritStreaming)
+}
+
+// handleLine takes one line from the reader: nil stands for lines the
+// reader had to drop.
+func (s *source) handleLine(ctx context.Context, line []byte) {
+	if line == nil {
+		s.fillGap(ctx, s.localMarker())
+		return
+	}
+	s.handleLive(ctx, line)
+}
+
 // handleLive takes one line of the stream.
 func (s *source) handleLive(ctx context.Context, line []byte) {
 	ev, t, key, ok := s.routed(line)

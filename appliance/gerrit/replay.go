@@ -58,22 +58,27 @@ func (s *source) replay(ctx context.Context) bool {
 
 // replayOnce walks the events-log from t1 and publishes what is new.
 func (s *source) replayOnce(ctx context.Context, t1 int64) (int, error) {
-	pw, err := readPassword(s.cfg.EventsLogPasswordFile)
-	if err != nil {
-		return 0, err
-	}
-	w := logWalker{
-		fetch: func(ctx context.Context, t1 int64) ([][]byte, error) {
+	fetch := s.fetchLog
+	if fetch == nil {
+		pw, err := readPassword(s.cfg.EventsLogPasswordFile)
+		if err != nil {
+			return 0, err
+		}
+		fetch = func(ctx context.Context, t1 int64) ([][]byte, error) {
 			// t2 is generous: clocks differ, and what the stream also
 			// delivers is deduplicated.
 			t2 := max(s.opts.now().Unix(), t1) + 3600
 			return fetchEvents(ctx, s.opts.http, s.cfg.EventsLogURL, s.cfg.EventsLogUser, pw, t1, t2, s.opts.maxLine)
-		},
+		}
+	}
+	w := logWalker{
+		fetch: fetch,
 		parse: func(line []byte) (logEvent, bool) {
 			ev, t, key, ok := s.routed(line)
 			return logEvent{line: line, ev: ev, topic: t, key: key}, ok
 		},
 		maxPages: s.opts.maxPages,
+		edge:     func() int64 { return s.opts.now().Unix() - s.opts.slack },
 		fullSecond: func(sec int64, n int) {
 			if n > 1 {
 				s.log.Warn("events-log returned a whole page within one second; continuing from the next second, events of that second past the page may be missing", "second", sec, "page", n)
@@ -82,7 +87,7 @@ func (s *source) replayOnce(ctx context.Context, t1 int64) (int, error) {
 	}
 	avail := s.seq.pub.counts() // published before this replay: skip once each
 	published := 0
-	err = w.walk(ctx, t1, func(e logEvent) {
+	err := w.walk(ctx, t1, func(e logEvent) {
 		if e.sec < s.seq.origin || isMarker(e.ev) {
 			// Older than this source, or a marker some server logged: a
 			// dropped-output is about one session, never an event.

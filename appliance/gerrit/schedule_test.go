@@ -88,7 +88,7 @@ func runOverlap(t *testing.T, o overlap) {
 		r.cfg.EventsLogPasswordFile = gerrittest.WriteFile(t, r.dir, "wrong.password", []byte("wrong\n"))
 	}
 	s := r.sources(nil)
-	waitFor(t, 30*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
+	waitFor(t, 60*time.Second, "a stream-events session", func() bool { return r.g.Streaming() == 1 })
 
 	streaming := func(what string) {
 		waitFor(t, 60*time.Second, what, func() bool { return r.g.Streaming() == 1 })

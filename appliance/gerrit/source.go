@@ -54,8 +54,9 @@ type source struct {
 	publishFail   string
 
 	// Owned by the run goroutine.
-	hasPos bool
-	seq    *sequencer
+	hasPos   bool
+	seq      *sequencer
+	fetchLog func(ctx context.Context, t1 int64) ([][]byte, error) // nil: the events-log over HTTP; tests replace it
 
 	// Owned by publishLoop; the persister reads it under durMu.
 	durMu  sync.Mutex

@@ -179,30 +179,13 @@ func (s *source) stream(ctx context.Context) (time.Duration, error) {
 		pending.close()
 	}()
 
-	s.seq.connected()
-	if !s.hasPos {
-		// First connection ever: nothing to replay, but from now on a drop
-		// can be replayed from here even before the first event.
-		s.hasPos, s.seq.hw, s.seq.origin = true, attempted.Unix(), attempted.Unix()
-		s.durMu.Lock()
-		s.dur.Second, s.dur.Origin, s.dirty = s.seq.hw, s.seq.origin, true
-		s.durMu.Unlock()
-	} else if s.dedupe {
-		// What was missed while disconnected comes first; the stream waits
-		// in pending meanwhile.
-		s.replay(connCtx)
-	}
-	s.setState(apitype.GerritStreaming)
+	s.begin(connCtx, attempted)
 	for {
 		line, ok := pending.pop(connCtx, lineSize)
 		if !ok {
 			break
 		}
-		if line == nil {
-			s.fillGap(connCtx, s.localMarker())
-			continue
-		}
-		s.handleLive(connCtx, line)
+		s.handleLine(connCtx, line)
 	}
 	lived := s.opts.now().Sub(connected)
 	if ctx.Err() != nil {
