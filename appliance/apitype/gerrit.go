@@ -30,6 +30,7 @@ type GerritSource struct {
 	Reconnects        int64 `json:"reconnects"`
 	Replays           int64 `json:"replays"`         // events-log replays done
 	ReplayFailures    int64 `json:"replay_failures"` // replays given up: a gap was lost
+	DroppedOutput     int64 `json:"dropped_output"`  // dropped-output markers Gerrit sent (it left events out)
 	QueueLength       int   `json:"queue_length"`
 	QueueOverflow     int64 `json:"queue_overflow"` // events dropped because the queue was full
 	PublishErrors     int64 `json:"publish_errors"` // failed broker publishes (retried)

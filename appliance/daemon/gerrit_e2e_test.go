@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/gerrit"
 	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
@@ -240,5 +242,146 @@ func TestGerritReloadAddsSource(t *testing.T) {
 	}
 	if beta.EventsPublished != 3 || beta.State != apitype.GerritStreaming {
 		t.Errorf("beta: published %d, state %s", beta.EventsPublished, beta.State)
+	}
+}
+
+// collect reads messages from s until done says stop, for as long as they
+// keep coming: a busy machine makes it slower, never a failure. It fails
+// when nothing arrives for stall.
+func collect(t *testing.T, s *sub, stall time.Duration, done func([]paho.Message) bool) []paho.Message {
+	t.Helper()
+	var got []paho.Message
+	for !done(got) {
+		select {
+		case m := <-s.msgs:
+			got = append(got, m)
+		case <-time.After(stall):
+			t.Fatalf("no message for %s after %d", stall, len(got))
+		}
+	}
+	return got
+}
+
+// checkDelivery compares what a subscriber got with want: each once, in
+// order, byte for byte, on the topic gerrit.Topic gives. A failure names
+// events by their testSeq, as the report in issue 11 did.
+func checkDelivery(t *testing.T, got []paho.Message, want [][]byte) {
+	t.Helper()
+	seqOf := func(b []byte) int {
+		var m struct{ TestSeq *int }
+		if json.Unmarshal(b, &m) != nil || m.TestSeq == nil {
+			return -1
+		}
+		return *m.TestSeq
+	}
+	var order []int
+	for _, m := range got {
+		order = append(order, seqOf(m.Payload()))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d; testSeq order: %v", len(got), len(want), order)
+	}
+	for i, w := range want {
+		topic, err := gerrit.Topic("gerrit", w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i].Topic() != topic || !bytes.Equal(got[i].Payload(), w) {
+			t.Fatalf("message %d: got %s %.100s\nwant %s %.100s\ntestSeq order: %v", i, got[i].Topic(), got[i].Payload(), topic, w, order)
+		}
+	}
+}
+
+func isDroppedOutput(ev []byte) bool {
+	var m struct{ Type string }
+	json.Unmarshal(ev, &m)
+	return m.Type == "dropped-output"
+}
+
+// TestGerritOverlapSchedule runs the schedule of issue 11 against the real
+// daemon: 150 events at 15/s, each in a second of its own, the samples'
+// own shapes (18 without eventCreatedOn); the stream closed after every 40
+// events and SSH refused for 3 s after each close; at event 100 Gerrit
+// leaves 20 events out of the stream and says dropped-output; the
+// events-log answers at most 25 events per call; qos 1, keepalive 2s. A
+// paho subscriber must get every event once, in order, and no
+// dropped-output (every gap was filled).
+func TestGerritOverlapSchedule(t *testing.T) {
+	// Events a minute ahead of the daemon's clock, one second each: the
+	// schedule needs no real seconds, and none is before the first position.
+	g := gerrittest.New(t, gerrittest.Options{Start: time.Now().Unix() + 60, PageLimit: 25, CloseAfter: 40, RefuseFor: 3 * time.Second})
+	cfg := g.Config(t, t.TempDir(), "review")
+	cfg.QoS = 1
+	cfg.Keepalive = config.Duration(2 * time.Second)
+	d := startDaemon(t, daemonOpts{extra: gerrittest.TOML(cfg)})
+	s := subscribe(t, "tcp://"+d.addr["mqtt"], "gerrit/#")
+	eventually(t, "a stream-events session", func() bool { return g.Streaming() == 1 })
+
+	evs := g.Play(gerrittest.Schedule{
+		Samples: gerrittest.ReadSamples(t, gerrittest.SamplesPath), Events: 150, Rate: 15, AsSample: true,
+		Before: func(i int) {
+			if i == 100 {
+				eventually(t, "a session to overflow", func() bool { return g.Streaming() == 1 })
+				g.SkipStream(20, nil)
+			}
+		},
+	})
+	var want [][]byte
+	for _, ev := range evs {
+		if !isDroppedOutput(ev) { // a sample; a marker whose gap is filled is not published
+			want = append(want, ev)
+		}
+	}
+	// Streamed after everything: a duplicate of anything before it would
+	// arrive first.
+	eventually(t, "the last reconnect", func() bool { return g.Streaming() == 1 })
+	end := []byte(`{"type":"end","project":"end","eventCreatedOn":` + strconv.FormatInt(g.Now().Unix()+1, 10) + `}`)
+	g.Emit(end, true, true)
+	want = append(want, end)
+	got := collect(t, s, 60*time.Second, func(got []paho.Message) bool {
+		return len(got) > 0 && bytes.Equal(got[len(got)-1].Payload(), end)
+	})
+	checkDelivery(t, got, want)
+
+	// How many closes fall within the run depends on when the reconnects
+	// land; each close and each marker costs a replay.
+	if g.Closes() < 1 || g.Markers() != 1 {
+		t.Errorf("the schedule did not run as planned: %d closes, %d markers", g.Closes(), g.Markers())
+	}
+	src := gerritSource(t, d.status(), "review")
+	if src.EventsPublished != int64(len(want)) || src.Replays < int64(g.Closes()+1) || src.Replayed == 0 || src.DroppedOutput < 1 || src.ReplayFailures != 0 {
+		t.Errorf("status: %+v", src)
+	}
+}
+
+// TestGerritDroppedOutputWithoutEventsLog: without an events-log the gap a
+// dropped-output announces cannot be filled, so the marker is published
+// where the gap is, on gerrit//dropped-output, and mosquitto_sub sees it
+// between the events before and after the gap.
+func TestGerritDroppedOutputWithoutEventsLog(t *testing.T) {
+	g := gerrittest.New(t, gerrittest.Options{WallClock: true})
+	cfg := g.Config(t, t.TempDir(), "review")
+	cfg.EventsLogURL, cfg.EventsLogUser, cfg.EventsLogPasswordFile = "", "", ""
+	d := startDaemon(t, daemonOpts{extra: gerrittest.TOML(cfg)})
+	mq := mosquittoSub(t, d.addr["mqtt"], "-t", "gerrit/#")
+	eventually(t, "mosquitto_sub to subscribe", func() bool { return d.status().Subscriptions >= 1 })
+	eventually(t, "a stream-events session", func() bool { return g.Streaming() == 1 })
+
+	p := newProducer(t, g)
+	before := p.emit(3)
+	g.SkipStream(2, nil)
+	p.emit(2) // left out of the stream: lost without an events-log
+	after := p.emit(3)
+	for _, ev := range before {
+		topic, _ := gerrit.Topic("gerrit", ev)
+		mq.expect(topic + " " + string(ev))
+	}
+	mq.expect("gerrit//dropped-output " + string(gerrittest.DroppedOutput))
+	for _, ev := range after {
+		topic, _ := gerrit.Topic("gerrit", ev)
+		mq.expect(topic + " " + string(ev))
+	}
+	if src := gerritSource(t, d.status(), "review"); src.DroppedOutput != 1 || src.EventsPublished != 7 {
+		t.Errorf("status: %+v", src)
 	}
 }

@@ -36,7 +36,8 @@ type options struct {
 	keepaliveMisses        int
 	dialTimeout            time.Duration // TCP connect and SSH handshake
 	maxLine                int
-	queueLen, queueBytes   int
+	queueLen, queueBytes   int   // events waiting for the broker
+	pendingLen             int   // lines waiting for the run goroutine (during a replay)
 	slack                  int64 // seconds replayed before the newest event published
 	seenMax                int
 	replayAttempts         int
@@ -58,6 +59,7 @@ func defaultOptions() options {
 		dialTimeout:     30 * time.Second,
 		maxLine:         16 << 20,
 		queueLen:        100000,
+		pendingLen:      100000,
 		queueBytes:      256 << 20,
 		slack:           2,
 		seenMax:         50000,

@@ -11,53 +11,78 @@ import (
 	"path/filepath"
 )
 
-// seen is a multiset of event content keys, each with the second the event
-// was created in. It remembers what was published recently so that the
-// replay of a gap, which starts a few seconds before the gap, publishes only
-// what is missing. A multiset, not a set: two identical events in one second
-// are two events.
+// seen is a multiset of event content keys in the order they were added,
+// each with the second the event belongs to. It remembers what was
+// published recently so that a replay, which starts a few seconds before
+// the gap, publishes only what is missing, and what a replay published so
+// that the live stream does not publish it again. A multiset, not a set:
+// two identical events in one second are two events.
+//
+// An event without eventCreatedOn is "open": its second is unknown until
+// a dated event follows it (the log files it no later than that one), and
+// pruning never passes an open entry.
 type seen struct {
-	secs  map[[32]byte][]int64
-	order []seenEntry // insertion order, for pruning and the size cap
-	max   int
+	occ   map[[32]byte][]uint64 // untaken occurrences of a key, oldest first
+	order []seenEntry           // order[i] has sequence number base+i
+	base  uint64
+	count int // untaken entries
+	max   int // entries kept at most, taken ones included
 }
 
 type seenEntry struct {
-	key [32]byte
-	sec int64
+	key   [32]byte
+	sec   int64
+	open  bool
+	taken bool
 }
 
 func newSeen(max int) *seen {
-	return &seen{secs: map[[32]byte][]int64{}, max: max}
+	return &seen{occ: map[[32]byte][]uint64{}, max: max}
 }
 
-func (s *seen) add(k [32]byte, sec int64) {
-	s.secs[k] = append(s.secs[k], sec)
-	s.order = append(s.order, seenEntry{k, sec})
+// add records k. A dated entry closes the open entries before it: their
+// second becomes at least sec. An undated one is open, with sec as a
+// provisional second.
+func (s *seen) add(k [32]byte, sec int64, dated bool) {
+	if dated {
+		for i := len(s.order) - 1; i >= 0 && s.order[i].open; i-- {
+			s.order[i].open = false
+			s.order[i].sec = max(s.order[i].sec, sec)
+		}
+	}
+	s.occ[k] = append(s.occ[k], s.base+uint64(len(s.order)))
+	s.order = append(s.order, seenEntry{key: k, sec: sec, open: !dated})
+	s.count++
 	for len(s.order) > s.max {
 		s.dropFront()
 	}
 }
 
-// take removes one occurrence of k and reports whether there was one.
+// take removes the oldest occurrence of k and reports whether there was one.
 func (s *seen) take(k [32]byte) bool {
-	l := s.secs[k]
+	l := s.occ[k]
 	if len(l) == 0 {
 		return false
 	}
+	s.order[l[0]-s.base].taken = true
+	s.count--
 	if len(l) == 1 {
-		delete(s.secs, k)
+		delete(s.occ, k)
 	} else {
-		s.secs[k] = l[:len(l)-1]
+		s.occ[k] = l[1:]
 	}
 	return true
 }
 
-// prune forgets entries older than floor. Entries arrive almost in time
-// order, so looking at the front is enough; a straggler lives until the cap
-// pushes it out, which only costs memory.
+// prune forgets entries older than floor, from the front. Entries arrive
+// almost in time order, so looking at the front is enough; a straggler
+// lives until the cap pushes it out, which only costs memory.
 func (s *seen) prune(floor int64) {
-	for len(s.order) > 0 && s.order[0].sec < floor {
+	for len(s.order) > 0 {
+		e := s.order[0]
+		if !e.taken && (e.open || e.sec >= floor) {
+			break
+		}
 		s.dropFront()
 	}
 	if cap(s.order) > 1024 && len(s.order) < cap(s.order)/4 {
@@ -67,25 +92,25 @@ func (s *seen) prune(floor int64) {
 
 func (s *seen) dropFront() {
 	e := s.order[0]
+	s.order[0] = seenEntry{}
 	s.order = s.order[1:]
-	l := s.secs[e.key]
-	for i, sec := range l {
-		if sec == e.sec {
-			l = append(l[:i], l[i+1:]...)
-			break
-		}
+	s.base++
+	if e.taken {
+		return
 	}
-	if len(l) == 0 {
-		delete(s.secs, e.key)
+	s.count--
+	// The front is the oldest entry, so it is the first occurrence of its key.
+	if l := s.occ[e.key]; len(l) <= 1 {
+		delete(s.occ, e.key)
 	} else {
-		s.secs[e.key] = l
+		s.occ[e.key] = l[1:]
 	}
 }
 
 // counts is a snapshot of how many times each key is present.
 func (s *seen) counts() map[[32]byte]int {
-	m := make(map[[32]byte]int, len(s.secs))
-	for k, l := range s.secs {
+	m := make(map[[32]byte]int, len(s.occ))
+	for k, l := range s.occ {
 		m[k] = len(l)
 	}
 	return m
@@ -94,21 +119,16 @@ func (s *seen) counts() map[[32]byte]int {
 func (s *seen) clone() *seen {
 	c := newSeen(s.max)
 	for _, e := range s.order {
-		c.order = append(c.order, e)
+		if !e.taken {
+			c.order = append(c.order, e)
+			c.occ[e.key] = append(c.occ[e.key], uint64(len(c.order)-1))
+		}
 	}
-	for k, l := range s.secs {
-		c.secs[k] = append([]int64(nil), l...)
-	}
+	c.count = len(c.order)
 	return c
 }
 
-func (s *seen) len() int {
-	n := 0
-	for _, l := range s.secs {
-		n += len(l)
-	}
-	return n
-}
+func (s *seen) len() int { return s.count }
 
 // position is what survives a restart: where the stream was, so that the
 // events-log replay covers the daemon's own downtime.
@@ -127,8 +147,9 @@ type position struct {
 }
 
 type stateEntry struct {
-	Key string `json:"key"` // hex SHA-256 of the canonical event
-	Sec int64  `json:"sec"`
+	Key  string `json:"key"` // hex SHA-256 of the canonical event
+	Sec  int64  `json:"sec"`
+	Open bool   `json:"open,omitempty"` // no eventCreatedOn, none dated after it yet
 }
 
 // statePath is where a source's position lives. The name is escaped so any
@@ -144,18 +165,16 @@ func (p *position) seenSet(max int) *seen {
 		if err != nil || len(k) != 32 {
 			continue
 		}
-		s.add([32]byte(k), e.Sec)
+		s.add([32]byte(k), e.Sec, !e.Open)
 	}
 	return s
 }
 
 func entriesOf(s *seen) []stateEntry {
-	out := make([]stateEntry, 0, len(s.order))
-	counts := s.counts()
+	out := make([]stateEntry, 0, s.len())
 	for _, e := range s.order {
-		if counts[e.key] > 0 {
-			counts[e.key]--
-			out = append(out, stateEntry{hex.EncodeToString(e.key[:]), e.sec})
+		if !e.taken {
+			out = append(out, stateEntry{hex.EncodeToString(e.key[:]), e.sec, e.open})
 		}
 	}
 	return out

@@ -12,9 +12,9 @@ func k(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 func TestSeen(t *testing.T) {
 	s := newSeen(4)
-	s.add(k("a"), 10)
-	s.add(k("a"), 10)
-	s.add(k("b"), 11)
+	s.add(k("a"), 10, true)
+	s.add(k("a"), 10, true)
+	s.add(k("b"), 11, true)
 	if !s.take(k("a")) || !s.take(k("a")) || s.take(k("a")) {
 		t.Fatal("a multiset of two a's did not give exactly two")
 	}
@@ -27,10 +27,47 @@ func TestSeen(t *testing.T) {
 		t.Fatalf("prune left %d entries", s.len())
 	}
 	for i := range 10 {
-		s.add(k(string(rune('a'+i))), 20)
+		s.add(k(string(rune('a'+i))), 20, true)
 	}
 	if s.len() != 4 {
 		t.Fatalf("cap 4 holds %d", s.len())
+	}
+}
+
+// An event without a time keeps its place until a dated event after it is
+// older than the floor: its second is unknown until then.
+func TestSeenOpen(t *testing.T) {
+	s := newSeen(100)
+	s.add(k("a"), 10, true)
+	s.add(k("u"), 10, false) // provisional second 10
+	s.prune(50)
+	if c := s.counts(); c[k("a")] != 0 || c[k("u")] != 1 {
+		t.Fatalf("open entry pruned or the one before it kept: %v", c)
+	}
+	s.add(k("b"), 60, true) // u was created by second 60
+	s.prune(55)
+	if s.counts()[k("u")] != 1 {
+		t.Fatal("an entry closed at 60 was pruned below 60")
+	}
+	s.prune(61)
+	if s.len() != 0 {
+		t.Fatalf("%d entries left", s.len())
+	}
+	// Taking, then pruning and the cap, keep the counts right.
+	s.add(k("x"), 70, true)
+	s.add(k("x"), 71, true)
+	s.add(k("y"), 72, true)
+	if !s.take(k("x")) {
+		t.Fatal("no x")
+	}
+	s.prune(72)
+	if c := s.counts(); c[k("x")] != 0 || c[k("y")] != 1 || s.len() != 1 {
+		t.Fatalf("after take and prune: %v, len %d", c, s.len())
+	}
+	c := s.clone()
+	c.add(k("z"), 73, true)
+	if s.len() != 1 || c.len() != 2 || !c.take(k("y")) {
+		t.Fatal("clone shares state or lost entries")
 	}
 }
 
@@ -41,9 +78,10 @@ func TestPositionRoundTrip(t *testing.T) {
 		t.Fatalf("state path %q escapes %q", path, dir)
 	}
 	s := newSeen(100)
-	s.add(k("x"), 5)
-	s.add(k("x"), 5)
-	s.add(k("y"), 6)
+	s.add(k("x"), 5, true)
+	s.add(k("x"), 5, true)
+	s.add(k("y"), 6, true)
+	s.add(k("u"), 6, false)
 	p := position{Server: "h:29418", Second: 6, Origin: 1, Recent: entriesOf(s)}
 	if err := savePosition(path, p); err != nil {
 		t.Fatal(err)
@@ -55,8 +93,11 @@ func TestPositionRoundTrip(t *testing.T) {
 	if got.Server != p.Server || got.Second != 6 || got.Origin != 1 {
 		t.Fatalf("got %+v", got)
 	}
-	if c := got.seenSet(100).counts(); c[k("x")] != 2 || c[k("y")] != 1 {
+	if c := got.seenSet(100).counts(); c[k("x")] != 2 || c[k("y")] != 1 || c[k("u")] != 1 {
 		t.Fatalf("recent set not restored: %v", c)
+	}
+	if r := got.seenSet(100); !r.order[len(r.order)-1].open {
+		t.Fatal("an entry without a time came back with one")
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {

@@ -48,10 +48,22 @@ const (
 // clones the repository with shared/ beside it.
 const SamplesPath = "../../../shared/gerrit-events/samples.jsonl"
 
-// ReadSamples returns the non-empty lines of the samples file at path.
+// ReadSamples returns the non-empty lines of the samples file at path. When
+// path is SamplesPath and missing there (a worktree nested deeper than a
+// clone), the nearest shared/ beside an ancestor directory is used.
 func ReadSamples(t testing.TB, path string) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
+	if err != nil && path == SamplesPath {
+		if dir, werr := os.Getwd(); werr == nil {
+			for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+				if b2, err2 := os.ReadFile(filepath.Join(dir, "shared", "gerrit-events", "samples.jsonl")); err2 == nil {
+					b, err = b2, nil
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		t.Fatalf("the shared Gerrit event samples are needed (%v); in CI, shared/ is checked out beside the repository", err)
 	}
@@ -70,6 +82,43 @@ func ReadSamples(t testing.TB, path string) [][]byte {
 		t.Fatalf("%s: only %d lines", path, len(out))
 	}
 	return out
+}
+
+// WaitProgress polls progress until it reports done. It fails only when
+// the count it reports stops growing for stall: a busy machine makes the
+// wait longer, not a failure.
+func WaitProgress(t testing.TB, stall time.Duration, what string, progress func() (n int, done bool)) {
+	t.Helper()
+	if n, ok := Progress(stall, progress); !ok {
+		t.Fatalf("waiting for %s: stuck at %d for %s", what, n, stall)
+	}
+}
+
+// Progress is WaitProgress that reports a stall instead of failing: false
+// and the count it got stuck at.
+func Progress(stall time.Duration, progress func() (n int, done bool)) (int, bool) {
+	last, since := -1, time.Now()
+	for {
+		n, done := progress()
+		if done {
+			return n, true
+		}
+		if n > last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			return n, false
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// WaitCount waits for count to reach want, as long as it keeps growing.
+func WaitCount(t testing.TB, stall time.Duration, what string, want int, count func() int) {
+	t.Helper()
+	WaitProgress(t, stall, fmt.Sprintf("%d %s", want, what), func() (int, bool) {
+		n := count()
+		return n, n >= want
+	})
 }
 
 // WaitFor polls cond until it holds or the deadline passes.
@@ -115,9 +164,19 @@ type Options struct {
 	// starts at 1700000000 and moves only by Tick, for a source whose own
 	// clock the test controls; a daemon under test uses the real one.
 	WallClock bool
+	// Start is the manual clock's first second; 0 means 1700000000. A
+	// daemon under test, whose clock is the real one, needs a start near
+	// time.Now() to use the manual clock (one second per event, see Play).
+	Start int64
 	// PageLimit caps each events-log answer, silently as the plugin does;
 	// 0 means 7, small enough that a replay has to page.
 	PageLimit int
+	// CloseAfter closes a stream-events connection once it has written that
+	// many events, as a Gerrit restart or a proxy's timeout would; 0 never.
+	CloseAfter int
+	// RefuseFor refuses SSH connections for this long (real time) after
+	// each CloseAfter close, as a Gerrit that is restarting.
+	RefuseFor time.Duration
 }
 
 // Server is a Gerrit: SSH stream-events and an events-log endpoint over the
@@ -140,6 +199,7 @@ type Server struct {
 	clientPub ssh.PublicKey
 	wall      bool
 	pageLimit int
+	opts      Options
 
 	mu       sync.Mutex
 	clock    int64
@@ -147,10 +207,17 @@ type Server struct {
 	sessions map[*session]bool
 	conns    map[*conn]bool
 	refuse   bool
+	until    time.Time // refusing connections until then, after a CloseAfter close
 	execs    int
 	queries  int
+	closes   int // CloseAfter closes
+	markers  int // dropped-output lines written after a SkipStream
 	closed   bool
 	wg       sync.WaitGroup
+
+	holdMu  sync.Mutex
+	hold    chan struct{} // non-nil: events-log answers wait until it is closed
+	waiting atomic.Int32  // events-log requests waiting on hold
 }
 
 type logEntry struct {
@@ -158,8 +225,13 @@ type logEntry struct {
 	line []byte
 }
 
+// session is one stream-events command. Lines go to out; a nil line closes
+// the connection after what was queued before it.
 type session struct {
-	out chan []byte
+	out    chan []byte
+	sent   int    // events written, for CloseAfter
+	skip   int    // events still to leave out, for SkipStream
+	marker []byte // written once skip reaches 0
 }
 
 // New starts a Server on 127.0.0.1; the test's cleanup closes it.
@@ -169,8 +241,11 @@ func New(t testing.TB, o Options) *Server {
 	_, host := NewKey(t)
 	g := &Server{
 		HostKey: host, ClientKey: clientPriv, User: "firehose", Password: "s3cret",
-		t: t, clientPub: client.PublicKey(), wall: o.WallClock, pageLimit: o.PageLimit,
+		t: t, clientPub: client.PublicKey(), wall: o.WallClock, pageLimit: o.PageLimit, opts: o,
 		clock: 1700000000, sessions: map[*session]bool{}, conns: map[*conn]bool{},
+	}
+	if o.Start > 0 {
+		g.clock = o.Start
 	}
 	if g.pageLimit <= 0 {
 		g.pageLimit = 7
@@ -199,6 +274,7 @@ func New(t testing.TB, o Options) *Server {
 
 // Close stops the server and waits for its goroutines. It is idempotent.
 func (g *Server) Close() {
+	g.ReleaseLog()
 	g.mu.Lock()
 	g.closed = true
 	for c := range g.conns {
@@ -263,7 +339,7 @@ func (g *Server) accept(cfg *ssh.ServerConfig) {
 			return
 		}
 		g.mu.Lock()
-		if g.refuse || g.closed {
+		if g.refuse || g.closed || time.Now().Before(g.until) {
 			g.mu.Unlock()
 			nc.Close()
 			continue
@@ -338,6 +414,10 @@ func (g *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, c *conn) {
 				if !ok {
 					return
 				}
+				if line == nil { // CloseAfter: the whole connection goes
+					c.Close()
+					return
+				}
 				if _, err := ch.Write(append(line, '\n')); err != nil {
 					return
 				}
@@ -397,8 +477,19 @@ func (g *Server) Tick() {
 }
 
 // Event makes a distinct event from a sample, created now: a leading
-// "testSeq":seq tells copies of one sample apart.
+// "testSeq":seq tells copies of one sample apart. A sample without
+// eventCreatedOn gets one.
 func (g *Server) Event(sample []byte, seq int) []byte {
+	return g.event(sample, seq, true)
+}
+
+// EventAsSample is Event, except that a sample without eventCreatedOn stays
+// without one, as some servers and plugins send events.
+func (g *Server) EventAsSample(sample []byte, seq int) []byte {
+	return g.event(sample, seq, false)
+}
+
+func (g *Server) event(sample []byte, seq int, date bool) []byte {
 	sec := g.Now().Unix()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(sample, &m); err != nil {
@@ -407,36 +498,175 @@ func (g *Server) Event(sample []byte, seq int) []byte {
 	// Rewrite only the opening and the time: the rest of the sample stays
 	// as Gerrit wrote it.
 	body := bytes.TrimPrefix(sample, []byte("{"))
+	lead := fmt.Sprintf(`{"testSeq":%d,`, seq)
 	if old, ok := m["eventCreatedOn"]; ok {
 		body = bytes.Replace(body, []byte(`"eventCreatedOn":`+string(old)), []byte(`"eventCreatedOn":`+strconv.FormatInt(sec, 10)), 1)
-		return append([]byte(fmt.Sprintf(`{"testSeq":%d,`, seq)), body...)
+	} else if date {
+		lead = fmt.Sprintf(`{"testSeq":%d,"eventCreatedOn":%d,`, seq, sec)
 	}
-	return append([]byte(fmt.Sprintf(`{"testSeq":%d,"eventCreatedOn":%d,`, seq, sec)), body...)
+	return append([]byte(lead), body...)
+}
+
+// Schedule is a run of distinct events made from samples, each created in
+// a second of its own on the manual clock, as fast as Rate allows.
+type Schedule struct {
+	Samples [][]byte
+	Events  int
+	// Rate is events per second of real time; 0 is as fast as possible.
+	Rate float64
+	// AsSample keeps samples without eventCreatedOn without one.
+	AsSample bool
+	// Before, when set, runs before event i is created: faults, or a wait
+	// that holds the producer (the pace resumes from there).
+	Before func(i int)
+}
+
+// Play creates the schedule's events, records each in the events-log and
+// streams it to whoever is connected, and returns them in creation order.
+func (g *Server) Play(s Schedule) [][]byte {
+	out := make([][]byte, 0, s.Events)
+	next := time.Now()
+	for i := range s.Events {
+		if s.Before != nil {
+			s.Before(i)
+		}
+		if s.Rate > 0 {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d) // pacing the producer, not synchronisation
+			}
+			next = maxTime(next, time.Now()).Add(time.Duration(float64(time.Second) / s.Rate))
+		}
+		g.Tick()
+		sample := s.Samples[i%len(s.Samples)]
+		ev := g.event(sample, i, !s.AsSample)
+		g.Emit(ev, true, true)
+		out = append(out, ev)
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Emit records line in the events-log (toLog) and/or writes it to every
 // stream-events session (toStream). An event Gerrit created while no one
 // was streaming is toLog only in effect: Emit(line, true, true) with no
-// session.
+// session. The log files an event under its eventCreatedOn, or under the
+// server's clock when it has none, as a plugin stamping what it receives.
 func (g *Server) Emit(line []byte, toLog, toStream bool) {
 	line = line[:len(line):len(line)] // readers append '\n': make that copy
+	now := g.Now().Unix()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if toLog {
-		var m struct{ EventCreatedOn int64 }
-		json.Unmarshal(line, &m)
-		g.log = append(g.log, logEntry{m.EventCreatedOn, line})
+		sec, ok := createdOn(line)
+		if !ok {
+			sec = now
+		}
+		g.log = append(g.log, logEntry{sec, line})
 	}
 	if toStream {
 		for s := range g.sessions {
-			select {
-			case s.out <- line:
-			default:
-				g.t.Error("gerrittest: session buffer full")
+			if s.skip > 0 {
+				if s.skip--; s.skip == 0 {
+					g.markers++
+					g.send(s, s.marker)
+				}
+				continue
+			}
+			g.send(s, line)
+			s.sent++
+			if g.opts.CloseAfter > 0 && s.sent >= g.opts.CloseAfter {
+				g.send(s, nil)
+				delete(g.sessions, s)
+				g.closes++
+				g.until = time.Now().Add(g.opts.RefuseFor)
 			}
 		}
 	}
 }
+
+func (g *Server) send(s *session, line []byte) {
+	select {
+	case s.out <- line:
+	default:
+		g.t.Error("gerrittest: session buffer full")
+	}
+}
+
+// createdOn reads eventCreatedOn, a number or (old servers) a string.
+func createdOn(line []byte) (int64, bool) {
+	var m struct{ EventCreatedOn json.RawMessage }
+	if json.Unmarshal(line, &m) != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.Trim(string(m.EventCreatedOn), `"`), 10, 64)
+	return n, err == nil && n > 0
+}
+
+// DroppedOutput is what Gerrit writes after leaving events out of a
+// session whose output backed up.
+var DroppedOutput = []byte(`{"type":"dropped-output"}`)
+
+// SkipStream makes every current session leave out the next n events (they
+// reach the events-log only), then write marker, as Gerrit does when a
+// session's queue overflows. A nil marker is DroppedOutput; n = 0 writes the
+// marker at once.
+func (g *Server) SkipStream(n int, marker []byte) {
+	if marker == nil {
+		marker = DroppedOutput
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for s := range g.sessions {
+		s.skip, s.marker = n, marker
+		if n == 0 {
+			g.markers++
+			g.send(s, marker)
+		}
+	}
+}
+
+// Markers is the number of markers SkipStream sessions have written.
+func (g *Server) Markers() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.markers
+}
+
+// Closes is the number of connections CloseAfter has closed.
+func (g *Server) Closes() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closes
+}
+
+// HoldLog makes events-log requests wait until ReleaseLog, as a slow
+// plugin: a test can then act while a replay is in progress.
+func (g *Server) HoldLog() {
+	g.holdMu.Lock()
+	defer g.holdMu.Unlock()
+	if g.hold == nil {
+		g.hold = make(chan struct{})
+	}
+}
+
+// ReleaseLog lets held and later events-log requests through.
+func (g *Server) ReleaseLog() {
+	g.holdMu.Lock()
+	defer g.holdMu.Unlock()
+	if g.hold != nil {
+		close(g.hold)
+		g.hold = nil
+	}
+}
+
+// LogWaiting is the number of events-log requests waiting on HoldLog.
+func (g *Server) LogWaiting() int { return int(g.waiting.Load()) }
 
 // Streaming is the number of running stream-events sessions.
 func (g *Server) Streaming() int {
@@ -499,6 +729,17 @@ func (g *Server) eventsLog(w http.ResponseWriter, r *http.Request) {
 	if u, p, ok := r.BasicAuth(); !ok || u != g.User || p != g.Password {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
+	}
+	g.holdMu.Lock()
+	hold := g.hold
+	g.holdMu.Unlock()
+	if hold != nil {
+		g.waiting.Add(1)
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		g.waiting.Add(-1)
 	}
 	params := map[string]string{}
 	for _, pair := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
