@@ -122,6 +122,7 @@ func (c *Config) validate() []fieldError {
 	for j, p := range c.Firewall.AllowUDP {
 		v.check(p >= 1 && p <= 65535, Key{"firewall", "allow_udp", j}, "%d is not a port", p)
 	}
+	c.Journal.validate(&v)
 	return v.errs
 }
 
