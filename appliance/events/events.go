@@ -230,18 +230,6 @@ func ParseSince(s string, now time.Time) (journal.From, error) {
 	return journal.From{}, fmt.Errorf("%w: since %.40q is neither a sequence number, an RFC 3339 time nor a duration such as 10m", errBadQuery, s)
 }
 
-// Event is one line of /v0/events and the data of one SSE event: Payload
-// holds the message verbatim when it is a JSON value, PayloadBase64 holds
-// it otherwise. A gap marker has Gap instead of a topic.
-type Event struct {
-	Seq           uint64          `json:"seq"`
-	Time          string          `json:"time"`
-	Topic         string          `json:"topic,omitempty"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
-	PayloadBase64 *string         `json:"payload_base64,omitempty"`
-	Gap           *journal.Gap    `json:"gap,omitempty"`
-}
-
 // Truncated says that the history asked for is older than what the
 // journal keeps, and where what it keeps starts.
 type Truncated struct {
@@ -251,19 +239,58 @@ type Truncated struct {
 	FirstTime     *time.Time `json:"first_time,omitempty"`
 }
 
-// NewEvent renders m for the API.
-func NewEvent(m journal.Message) Event {
-	e := Event{Seq: m.Seq, Time: m.Time.UTC().Format(time.RFC3339Nano), Topic: m.Topic, Gap: m.Gap}
+// Reset says that the sequence asked for is beyond the journal's last one
+// (a journal that was wiped and started again, or a client's mistake): the
+// read starts after the last message instead.
+type Reset struct {
+	Requested uint64 `json:"requested"`
+	LastSeq   uint64 `json:"last_seq"`
+}
+
+func reset(from journal.From, b journal.Bounds) *Reset {
+	if from.Seq > b.LastSeq+1 {
+		return &Reset{Requested: from.Seq, LastSeq: b.LastSeq}
+	}
+	return nil
+}
+
+// AppendEvent appends m as the API renders it, one line of JSON without
+// the newline: {"seq":N,"time":"RFC 3339","topic":"...","payload":...}
+// with the payload byte for byte when it is a JSON value, or
+// "payload_base64":"..." otherwise; a gap marker has "gap" instead of a
+// topic and payload. It is written by hand because encoding/json rewrites
+// a raw value's spacing.
+func AppendEvent(b []byte, m journal.Message) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, m.Seq, 10)
+	b = append(b, `,"time":"`...)
+	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
 	if m.Gap != nil {
-		return e
+		g, _ := json.Marshal(m.Gap)
+		b = append(b, `,"gap":`...)
+		b = append(b, g...)
+		return append(b, '}')
 	}
+	b = append(b, `,"topic":`...)
+	b = appendJSONString(b, m.Topic)
 	if p := jsonPayload(m.Payload); p != nil {
-		e.Payload = p
+		b = append(b, `,"payload":`...)
+		b = append(b, p...)
 	} else {
-		s := base64.StdEncoding.EncodeToString(m.Payload)
-		e.PayloadBase64 = &s
+		b = append(b, `,"payload_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, m.Payload)
+		b = append(b, '"')
 	}
-	return e
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }
 
 // jsonPayload returns the payload as it is when it is one JSON value in
@@ -342,13 +369,21 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 			Truncated *Truncated `json:"truncated"`
 		}{t})
 	}
+	if r := reset(q.from, b); r != nil {
+		_ = enc.Encode(struct {
+			Reset *Reset `json:"reset"`
+		}{r})
+		return
+	}
 	written := 0
 	errFull := errors.New("answer full")
+	var line []byte
 	err = a.j.History(r.Context(), q.filter, q.from, q.limit, func(m journal.Message) error {
-		if err := enc.Encode(NewEvent(m)); err != nil {
+		line = append(AppendEvent(line[:0], m), '\n')
+		if _, err := w.Write(line); err != nil {
 			return err
 		}
-		written += len(m.Payload) + 100
+		written += len(line)
 		if written >= maxAnswerBytes {
 			return errFull
 		}
@@ -377,6 +412,10 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, "the journal cannot be read right now")
 		return
 	}
+	rs := reset(q.from, b)
+	if rs != nil {
+		q.from = journal.From{Seq: b.LastSeq + 1}
+	}
 	f, err := a.j.Follow(ctx, q.filter, q.from)
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "the journal cannot be read right now")
@@ -400,6 +439,10 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	if t := truncation(q.from, b); t != nil {
 		data, _ := json.Marshal(t)
 		head += "event: truncated\ndata: " + string(data) + "\n\n"
+	}
+	if rs != nil {
+		data, _ := json.Marshal(rs)
+		head += "event: reset\ndata: " + string(data) + "\n\n"
 	}
 	if !send(head) {
 		return
@@ -442,26 +485,12 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 			if m.Gap != nil {
 				sb.WriteString("event: gap\n")
 			}
-			data, err := marshal(NewEvent(m))
-			if err != nil {
-				continue
-			}
 			sb.WriteString("data: ")
-			sb.Write(data)
+			sb.Write(AppendEvent(nil, m))
 			sb.WriteString("\n\n")
 			if !send(sb.String()) {
 				return
 			}
 		}
 	}
-}
-
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
