@@ -27,7 +27,7 @@ func TestNewEventPayloads(t *testing.T) {
 	}{
 		{`{"type":"comment-added","n":1}`, `"payload":{"type":"comment-added","n":1}`},
 		{`{"a": 1,  "b" : [1, 2]}`, `"payload":{"a": 1,  "b" : [1, 2]}`}, // verbatim on one line
-		{"{\n  \"a\": 1\n}\n", `"payload":{"a":1}`},                    // spans lines: compacted
+		{"{\n  \"a\": 1\n}\n", `"payload":{"a":1}`},                      // spans lines: compacted
 		{`"text"`, `"payload":"text"`},
 		{`42`, `"payload":42`},
 		{`plain text`, `"payload_base64":"cGxhaW4gdGV4dA=="`},
