@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/gerrit"
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
 
 // TestJournalResume: a consumer away for N messages gets exactly those, in
@@ -228,6 +231,18 @@ func TestJournalPubackImpliesJournaled(t *testing.T) {
 			t.Fatalf("right after the PUBACK of %q the journal has %+v", p, lines)
 		}
 	}
+	// QoS 2 (PUBREC, PUBREL, PUBCOMP) from Debian's mosquitto_pub: once it
+	// exits 0 the message is journaled.
+	if code, out := mosquittoPub(t, d.addr["mqtt"], "-u", "zuul", "-P", zuulPass, "-t", "zuul/ack", "-m", "qos2", "-q", "2"); code != 0 {
+		t.Fatalf("mosquitto_pub -q 2: exit %d: %s", code, out)
+	}
+	if lines := d.history(url.Values{"since": {"21"}}); len(lines) != 1 || lines[0].text() != "qos2" {
+		t.Fatalf("after a QoS 2 publish the journal has %+v", lines)
+	}
+	out, code := d.run("status", "--socket", d.ctl.Socket)
+	if code != 0 || !regexp.MustCompile(`journal:\s+writing\n\s+sequence:\s+1 to 21 `).MatchString(out) {
+		t.Errorf("status: exit %d:\n%s", code, out)
+	}
 }
 
 // TestJournalFirehoseSeqUserProperty: an MQTT 5 subscriber (Python's paho)
@@ -435,6 +450,18 @@ func TestJournalDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	live.expect("zuul/while-full", "still live")
+	// A QoS 1 publisher is not acknowledged a message the journal did not
+	// keep: MQTT 3.1.1 has no negative PUBACK, so it is disconnected; the
+	// message still goes out live.
+	v3 := paho.NewClient(pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+	if err := wait(v3.Connect()); err != nil {
+		t.Fatal(err)
+	}
+	if tok := v3.Publish("zuul/while-full", 1, false, "qos1 while full"); tok.WaitTimeout(20*time.Second) && tok.Error() == nil {
+		t.Fatal("a QoS 1 publish was acknowledged while the journal could not keep it")
+	}
+	v3.Disconnect(0)
+	live.expect("zuul/while-full", "qos1 while full")
 	out, code := d.run("status", "--socket", d.ctl.Socket)
 	if code != 1 || !strings.Contains(out, "degraded") || !strings.Contains(out, "journal: cannot write") || !strings.Contains(out, "NOT WRITING") {
 		t.Fatalf("status while the disk is full: exit %d:\n%s", code, out)
@@ -534,4 +561,39 @@ func TestJournalAPIBounds(t *testing.T) {
 		code, _ := httpGet(d.apiURL("/v0/events", nil))
 		return code == 200
 	})
+}
+
+// TestJournalGerritEvents: Gerrit events are journaled like any publish,
+// payload byte for byte, and come back from /v0/events with a filter.
+func TestJournalGerritEvents(t *testing.T) {
+	g := gerrittest.New(t, gerrittest.Options{WallClock: true})
+	cfg := g.Config(t, t.TempDir(), "review")
+	cfg.EventsLogURL, cfg.EventsLogUser, cfg.EventsLogPasswordFile = "", "", ""
+	d := startDaemon(t, daemonOpts{extra: gerrittest.TOML(cfg)})
+	eventually(t, "a stream-events session", func() bool { return g.Streaming() == 1 })
+	samples := gerrittest.ReadSamples(t, gerrittest.SamplesPath)
+	for _, line := range samples {
+		g.Emit(line, false, true)
+	}
+	eventually(t, "every sample in the journal", func() bool {
+		st := d.status()
+		return st.Journal != nil && st.Journal.LastSeq == uint64(len(samples))
+	})
+	lines := d.history(url.Values{"since": {"1"}, "limit": {"1000"}})
+	if len(lines) != len(samples) {
+		t.Fatalf("%d lines for %d samples", len(lines), len(samples))
+	}
+	var qt []string
+	for i, line := range samples {
+		topic, _ := gerrit.Topic("gerrit", line)
+		if lines[i].Topic != topic || lines[i].text() != string(line) {
+			t.Fatalf("line %d: %s %.100s\nwant %s %.100s", i, lines[i].Topic, lines[i].text(), topic, line)
+		}
+		if strings.HasPrefix(topic, "gerrit/qt/") {
+			qt = append(qt, string(line))
+		}
+	}
+	if got := payloads(t, d.history(url.Values{"filter": {"gerrit/qt/#"}, "since": {"1"}})); len(qt) == 0 || !slices.Equal(got, qt) {
+		t.Fatalf("filtered: %d events, want %d", len(got), len(qt))
+	}
 }
