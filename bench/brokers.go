@@ -268,6 +268,8 @@ type appliance struct {
 	version string
 	hash    string
 	env     []string // extra environment, e.g. GOGC=200 for a knob trial
+	// noJournal runs it with [journal] enabled = false.
+	noJournal bool
 }
 
 // newAppliance builds ./cmd/firehosectl from the module root into tmp,
@@ -335,6 +337,9 @@ username = %q
 password_hash = %q
 topics = ["bench/#"]
 `, mq, ws, state, sock, pubUser, a.hash)
+		if a.noJournal {
+			conf += "\n[journal]\nenabled = false\n"
+		}
 		confPath := filepath.Join(dir, "firehose.toml")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			return nil, err

@@ -91,6 +91,7 @@ type config struct {
 	out         string
 	applianceBn string
 	applEnv     string
+	journal     bool
 	mosquitto   string
 }
 
@@ -123,6 +124,7 @@ func run() error {
 	flag.StringVar(&c.out, "out", "bench/results", "directory for JSON and SVG (relative to the module root)")
 	flag.StringVar(&c.applianceBn, "appliance-bin", "", "prebuilt firehosectl; default: go build ./cmd/firehosectl")
 	flag.StringVar(&c.applEnv, "appliance-env", "", "extra environment for the appliance, comma-separated (GOGC=200,GOMAXPROCS=1): knob trials")
+	flag.BoolVar(&c.journal, "journal", true, "run the appliance with its journal ([journal] enabled); -journal=false for the comparison")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
 	renderPath := flag.String("render", "", "print the table of a stored results JSON and rewrite its SVG; runs nothing")
 	flag.Parse()
@@ -176,7 +178,14 @@ func run() error {
 			if c.applEnv != "" {
 				env = strings.Split(c.applEnv, ",")
 			}
-			b, err = newAppliance(ctx, root, c.applianceBn, tmp, env)
+			var a *appliance
+			if a, err = newAppliance(ctx, root, c.applianceBn, tmp, env); err == nil {
+				a.noJournal = !c.journal
+				if a.noJournal {
+					a.version += " journal off"
+				}
+				b = a
+			}
 		case "mosquitto":
 			b, err = newMosquitto(c.mosquitto)
 		default:

@@ -14,7 +14,9 @@ import (
 // Start restores the retained messages into deliver, then starts the one
 // consumer that hands every journaled message to deliver, in journal order,
 // from the first message after those already in the journal. deliver is
-// called from one goroutine at a time; it must not block for long, or all
+// called by that consumer, one message at a time, and also by publishers'
+// goroutines for messages the journal could not keep (DeliverLive), so it
+// must be safe for concurrent use; it must not block for long, or all
 // fan-out waits.
 func (j *Journal) Start(deliver func(Message)) error {
 	j.deliver = deliver
