@@ -218,7 +218,7 @@ func FilterSubjects(filter string) []string {
 	var tail strings.Builder
 	parent := ""
 	for rest, first := filter, true; ; first = false {
-		level, more, ok := strings.Cut(rest, "/")
+		level, tail, more := strings.Cut(rest, "/")
 		switch level {
 		case "+":
 			tail.WriteString(".*")
@@ -231,10 +231,10 @@ func FilterSubjects(filter string) []string {
 			tail.WriteByte('.')
 			encodeLevel(&tail, level)
 		}
-		if !ok {
+		if !more {
 			break
 		}
-		rest = more
+		rest = tail
 	}
 	out := make([]string, 0, 4)
 	for _, retain := range []bool{false, true} {
