@@ -215,21 +215,21 @@ func unhex(c byte) int {
 // without it.
 func FilterSubjects(filter string) []string {
 	dollar := strings.HasPrefix(filter, "$")
-	var tail strings.Builder
+	var pattern strings.Builder
 	parent := ""
 	for rest, first := filter, true; ; first = false {
 		level, tail, more := strings.Cut(rest, "/")
 		switch level {
 		case "+":
-			tail.WriteString(".*")
+			pattern.WriteString(".*")
 		case "#":
 			if !first {
-				parent = tail.String()
+				parent = pattern.String()
 			}
-			tail.WriteString(".>")
+			pattern.WriteString(".>")
 		default:
-			tail.WriteByte('.')
-			encodeLevel(&tail, level)
+			pattern.WriteByte('.')
+			encodeLevel(&pattern, level)
 		}
 		if !more {
 			break
@@ -239,7 +239,7 @@ func FilterSubjects(filter string) []string {
 	out := make([]string, 0, 4)
 	for _, retain := range []bool{false, true} {
 		k := subjectPrefix + kind(dollar, retain)
-		out = append(out, k+tail.String())
+		out = append(out, k+pattern.String())
 		if parent != "" {
 			out = append(out, k+parent)
 		}
