@@ -31,6 +31,7 @@ type Status struct {
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Metrics  *MetricsStatus  `json:"metrics,omitempty"`
+	Journal  *JournalStatus  `json:"journal,omitempty"`
 }
 
 // States of the appliance.

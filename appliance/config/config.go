@@ -23,6 +23,7 @@ type Config struct {
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
 	Metrics    Metrics     `toml:"metrics"`
+	Journal    Journal     `toml:"journal"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }

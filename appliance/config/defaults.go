@@ -27,6 +27,7 @@ func Default() *Config {
 		// Off unless the file turns it on (the packaged file does), so that
 		// no config opens a port it does not name; loopback when on.
 		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Journal:  defaultJournal(),
 	}
 }
 

@@ -133,6 +133,7 @@ func (c *Config) validate() []fieldError {
 			}
 		}
 	}
+	c.Journal.validate(&v)
 	return v.errs
 }
 
