@@ -22,6 +22,7 @@ type Config struct {
 	Gerrit     []Gerrit    `toml:"gerrit"`
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
+	Page       Page        `toml:"page"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }
@@ -91,6 +92,14 @@ type Firewall struct {
 	AllowUDP []int `toml:"allow_udp"`
 	// NewConnectionsPerSource is "N/second" (or minute, hour); "" disables.
 	NewConnectionsPerSource Rate `toml:"new_connections_per_source"`
+}
+
+// Page configures the page served at / on the websocket listeners.
+type Page struct {
+	Title string `toml:"title"`
+	// Hostname is the name the instructions tell clients to connect to;
+	// "" = the first ACME domain, else the host the visitor asked for.
+	Hostname string `toml:"hostname"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s", "1m30s").
