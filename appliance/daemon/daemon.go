@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/firehose/firehose/appliance/listen"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
+	"github.com/firehose/firehose/appliance/web"
 )
 
 // ShutdownTimeout bounds how long SIGTERM may take.
@@ -64,6 +66,8 @@ type Daemon struct {
 	fw      *firewall.Manager
 	gerrit  *gerrit.Sources
 	control *control.Server
+	web     *web.Handler
+	addrs   map[string]net.Addr // of the sockets served, by name
 }
 
 // Run starts the appliance from the config at path and serves until ctx is
@@ -148,6 +152,8 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	}
 	// ACME answers its challenges on these very sockets (80 and 443).
 	d.tls.SetListenerAddrs(byName["ws"], byName["wss"])
+	d.addrs = byName
+	d.web = web.New(pageOptions(cfg, byName))
 
 	broker.TuneGC()
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
@@ -159,9 +165,9 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 		case "mqtts":
 			err = d.broker.ServeMQTT(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true)
 		case "ws":
-			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, d.tls.HTTPHandler)
+			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, func(h http.Handler) http.Handler { return d.tls.HTTPHandler(d.httpHandler(h)) })
 		case "wss":
-			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, nil)
+			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, d.httpHandler)
 		}
 		if err != nil {
 			return nil, err
@@ -236,6 +242,7 @@ func (d *Daemon) reload() error {
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
 	d.gerrit.Update(next.Gerrit)
+	d.web.Update(pageOptions(next, d.addrs))
 	if err := d.fw.Update(next); err != nil {
 		// The config is good; the kernel refused. Status shows it.
 		d.log.Warn("firewall", "error", err)
