@@ -26,6 +26,7 @@ type Status struct {
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
+	Journal  *JournalStatus  `json:"journal,omitempty"`
 }
 
 // States of the appliance.

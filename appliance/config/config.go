@@ -22,6 +22,7 @@ type Config struct {
 	Gerrit     []Gerrit    `toml:"gerrit"`
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
+	Journal    Journal     `toml:"journal"`
 	Page       Page        `toml:"page"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing

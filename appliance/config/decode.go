@@ -169,6 +169,10 @@ func describe(t reflect.Type) string {
 		return `duration string such as "10s"`
 	case reflect.TypeFor[Rate]():
 		return `rate string such as "50/second"`
+	case reflect.TypeFor[ByteSize]():
+		return `size string such as "4GiB"`
+	case reflect.TypeFor[SyncPolicy]():
+		return `string such as "1s" or "always"`
 	}
 	switch t.Kind() {
 	case reflect.String:

@@ -20,6 +20,7 @@ func Default() *Config {
 		// Off unless the file turns it on, so that a config written for another
 		// host never locks its administrator out; the packaged file turns it on.
 		Firewall: Firewall{AllowTCP: []int{22}},
+		Journal:  defaultJournal(),
 		Page:     Page{Title: "firehose"},
 	}
 }

@@ -124,6 +124,7 @@ func (c *Config) validate() []fieldError {
 	for j, p := range c.Firewall.AllowUDP {
 		v.check(p >= 1 && p <= 65535, Key{"firewall", "allow_udp", j}, "%d is not a port", p)
 	}
+	c.Journal.validate(&v)
 	p := c.Page
 	v.check(p.Title != "" && utf8.RuneCountInString(p.Title) <= 100 && printable(p.Title), Key{"page", "title"}, "must be 1 to 100 printable characters")
 	if p.Hostname != "" {

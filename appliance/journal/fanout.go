@@ -1,0 +1,168 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Start restores the retained messages into deliver, then starts the one
+// consumer that hands every journaled message to deliver, in journal order,
+// from the first message after those already in the journal. deliver is
+// called from one goroutine at a time; it must not block for long, or all
+// fan-out waits.
+func (j *Journal) Start(deliver func(Message)) error {
+	j.deliver = deliver
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := j.streamState(ctx)
+	if err != nil {
+		return err
+	}
+	if err := j.restoreRetained(ctx, st.LastSeq); err != nil {
+		return err
+	}
+	j.lastSeen.Store(st.LastSeq)
+	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   st.LastSeq + 1,
+		NamePrefix:    "fanout-" + j.node,
+	})
+	if err != nil {
+		return fmt.Errorf("journal: fan-out consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("journal: fan-out consumer: %w", err)
+	}
+	fanCtx, stop := context.WithCancel(context.Background())
+	j.stopFan = func() {
+		stop()
+		it.Stop()
+	}
+	j.fanDone = make(chan struct{})
+	j.health.stop = make(chan struct{})
+	go j.fanOut(fanCtx, it)
+	go j.watch()
+	return nil
+}
+
+func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
+	defer close(j.fanDone)
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			// The ordered consumer recreates itself after a missed
+			// heartbeat or a store restart, from the last sequence it saw.
+			j.log.Debug("journal fan-out consumer", "error", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		msg, ok := decode(m)
+		if !ok {
+			continue
+		}
+		j.lastSeen.Store(msg.Seq)
+		if msg.Gap != nil {
+			continue // subscribers received those messages live
+		}
+		j.deliver(msg)
+	}
+}
+
+// decode turns a stored message into a Message; ok is false for a subject
+// that is neither an event nor a gap marker.
+func decode(m jetstream.Msg) (Message, bool) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return Message{}, false
+	}
+	msg := Message{Seq: meta.Sequence.Stream, Time: meta.Timestamp}
+	if m.Subject() == gapSubject {
+		var g Gap
+		if jsonUnmarshal(m.Data(), &g) != nil {
+			return Message{}, false
+		}
+		msg.Gap = &g
+		return msg, true
+	}
+	t, retain, err := TopicOf(m.Subject())
+	if err != nil {
+		return Message{}, false
+	}
+	msg.Topic, msg.Retain, msg.Payload = t, retain, m.Data()
+	if q := m.Headers().Get(hdrQoS); q != "" {
+		if n, err := strconv.Atoi(q); err == nil && n >= 0 && n <= 2 {
+			msg.QoS = byte(n)
+		}
+	}
+	return msg, true
+}
+
+// watch keeps the health current without waiting for the next publish: a
+// failing store is retried (which writes the gap marker), and the rate of
+// journaled messages is sampled.
+func (j *Journal) watch() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.health.stop:
+			return
+		case now := <-t.C:
+			j.rate.add(now, j.lastSeen.Load())
+			j.health.mu.Lock()
+			failing := j.health.failing && !time.Now().Before(j.health.nextTry)
+			j.health.mu.Unlock()
+			if failing {
+				_ = j.recover()
+			}
+		}
+	}
+}
+
+// rateRing keeps a minute of once-a-second samples of the last sequence.
+type rateRing struct {
+	mu      sync.Mutex
+	samples [61]struct {
+		at  time.Time
+		seq uint64
+	}
+	n, next int
+}
+
+func (r *rateRing) add(at time.Time, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples[r.next].at, r.samples[r.next].seq = at, seq
+	r.next = (r.next + 1) % len(r.samples)
+	r.n = min(r.n+1, len(r.samples))
+}
+
+// perMinute is the number of messages journaled over the last minute,
+// scaled up to a minute while fewer samples exist.
+func (r *rateRing) perMinute() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n < 2 {
+		return 0
+	}
+	newest := r.samples[(r.next+len(r.samples)-1)%len(r.samples)]
+	oldest := r.samples[(r.next+len(r.samples)-r.n)%len(r.samples)]
+	span := newest.at.Sub(oldest.at)
+	if span <= 0 || newest.seq < oldest.seq {
+		return 0
+	}
+	return float64(newest.seq-oldest.seq) * float64(time.Minute) / float64(span)
+}
+
+// EventsPerMinute is how many messages were journaled over the last minute.
+func (j *Journal) EventsPerMinute() float64 { return j.rate.perMinute() }

@@ -1,0 +1,343 @@
+// Package journal owns the journal: every message the appliance accepts for
+// publication, numbered and timed, kept on disk for a configured age and
+// size, in the order it is fanned out. It is a NATS JetStream stream on a
+// nats-server embedded in the daemon (no port: an in-process connection),
+// so that several appliances can later share the one stream.
+//
+// It owns the topic/subject mapping (subject.go), writing (Append, Publish),
+// the one consumer that feeds the broker's fan-out in journal order
+// (Start), retained messages kept across restarts (retained.go), reading
+// history and following live for the replay API (read.go), and what
+// happens when the disk is full (live fan-out goes on; a gap marker is
+// written once the journal can write again).
+package journal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/firehose/firehose/appliance/config"
+)
+
+// Stream names. The issue that clusters appliances shares these streams
+// between nodes, so nothing in them is local to one node.
+const (
+	StreamName         = "FIREHOSE"
+	RetainedStreamName = "FIREHOSE_RETAINED"
+)
+
+// Message headers. Nats-Msg-Id makes a retried publish (after a stream
+// leader change, in a cluster) land once; Firehose-Origin names the node
+// that accepted it; Firehose-Qos is the publisher's QoS when above 0.
+const (
+	hdrOrigin = "Firehose-Origin"
+	hdrQoS    = "Firehose-Qos"
+)
+
+// Limits of what one message may be: nats-server advises against payloads
+// over 8 MiB; the file store keeps a subject's length in 16 bits.
+const (
+	MaxPayload    = 8 << 20
+	maxSubjectLen = 32 << 10
+	// retainedMaxBytes bounds the retained stream (one message per topic).
+	retainedMaxBytes = 256 << 20
+	// memoryStore is JetStream's in-memory budget: only the in-memory
+	// state of readers' consumers uses it, never messages.
+	memoryStore = 64 << 20
+)
+
+// Config is what the journal takes from the appliance's config.
+type Config struct {
+	Dir      string // the store: state_dir/journal
+	MaxAge   time.Duration
+	MaxBytes int64
+	Sync     config.SyncPolicy
+}
+
+// ConfigFrom picks the journal's settings out of a config.
+func ConfigFrom(c *config.Config) Config {
+	return Config{
+		Dir:      filepath.Join(c.Broker.StateDir, "journal"),
+		MaxAge:   c.Journal.MaxAge.D(),
+		MaxBytes: int64(c.Journal.MaxBytes),
+		Sync:     c.Journal.Fsync,
+	}
+}
+
+// Message is one journaled message, or a gap marker.
+type Message struct {
+	Seq     uint64 // 0 for a message delivered live only (the journal could not write it)
+	Time    time.Time
+	Topic   string
+	Payload []byte
+	Retain  bool
+	QoS     byte
+	Gap     *Gap // set on a gap marker, which has no topic
+}
+
+// Gap is the marker written when the journal can write again after it
+// could not: Lost messages went out live only between From and Until.
+type Gap struct {
+	Lost   int64     `json:"lost"`
+	From   time.Time `json:"from"`
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`
+}
+
+// Journal is the running journal.
+type Journal struct {
+	log  *slog.Logger
+	cfg  Config
+	node string
+
+	opts *server.Options
+	srv  *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+
+	msgIDPrefix string
+	msgIDs      atomic.Uint64
+
+	deliver  func(Message)
+	stopFan  context.CancelFunc
+	fanDone  chan struct{}
+	lastSeen atomic.Uint64 // the last sequence the fan-out consumer delivered
+	rate     rateRing
+
+	health   health
+	storeErr atomic.Value // string: the embedded server's latest error log line
+
+	closeOnce sync.Once
+}
+
+// Open starts the embedded nats-server on cfg.Dir and makes sure both
+// streams exist with cfg's limits. Call Start to begin fan-out.
+func Open(cfg Config, log *slog.Logger) (*Journal, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	node, err := nodeID(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{log: log, cfg: cfg, node: node, msgIDPrefix: node + "-" + randHex(4) + "-"}
+	j.opts = serverOptions(cfg, node)
+	if err := j.startServer(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := j.ensureStreams(ctx, cfg); err != nil {
+		j.shutdown()
+		return nil, err
+	}
+	return j, nil
+}
+
+// serverOptions is the one place the embedded server's options are made;
+// clustering (routes, replicas) extends these.
+func serverOptions(cfg Config, node string) *server.Options {
+	return &server.Options{
+		ServerName: "firehose-" + node,
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		// Explicit, or nats-server sizes itself from the host: 75 % of RAM
+		// and most of the disk. The stream's own limits keep usage under
+		// these; they are ceilings for reservations.
+		JetStreamMaxMemory:     memoryStore,
+		JetStreamMaxStore:      maxStore(cfg.MaxBytes),
+		SyncInterval:           cfg.Sync.Interval,
+		SyncAlways:             cfg.Sync.Always,
+		MaxPayload:             MaxPayload,
+		MaxPending:             4 * MaxPayload,
+		MaxControlLine:         maxSubjectLen + 1024,
+		NoSigs:                 true,
+		NoLog:                  true,
+		DisableJetStreamBanner: true,
+	}
+}
+
+// maxStore is the server's store ceiling for a journal of maxBytes: the
+// stream, the retained stream, and room for the store's own files.
+func maxStore(maxBytes int64) int64 {
+	return maxBytes + retainedMaxBytes + 64<<20
+}
+
+func (j *Journal) startServer() error {
+	srv, err := server.NewServer(j.opts)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	srv.SetLoggerV2(natsLogger{l: j.log.With("component", "nats"), lastErr: &j.storeErr}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("journal: the embedded nats-server did not start within 30s")
+	}
+	j.srv = srv
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("firehose"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("journal: connecting to the embedded nats-server: %w", err)
+	}
+	j.nc = nc
+	if j.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		srv.Shutdown()
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+func (j *Journal) streamConfig(cfg Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "firehose: every message published, in fan-out order",
+		Subjects:    []string{allEvents},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  MaxPayload,
+		Duplicates:  min(2*time.Minute, cfg.MaxAge),
+		Replicas:    1,
+	}
+}
+
+func retainedStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              RetainedStreamName,
+		Description:       "firehose: the last retained message of each topic",
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          retainedMaxBytes,
+		Sources:           []*jetstream.StreamSource{{Name: StreamName, FilterSubject: retainedEvents}},
+		Replicas:          1,
+	}
+}
+
+func (j *Journal) ensureStreams(ctx context.Context, cfg Config) error {
+	if _, err := j.js.CreateOrUpdateStream(ctx, j.streamConfig(cfg)); err != nil {
+		return fmt.Errorf("journal: stream %s: %w", StreamName, err)
+	}
+	if _, err := j.js.CreateOrUpdateStream(ctx, retainedStreamConfig()); err != nil {
+		return fmt.Errorf("journal: stream %s: %w", RetainedStreamName, err)
+	}
+	return nil
+}
+
+// Update applies new limits live: max_age and max_bytes. The fsync policy
+// is the embedded server's and needs a restart (the daemon refuses it by
+// name before calling this).
+func (j *Journal) Update(cfg Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cfg.MaxBytes != j.cfg.MaxBytes && maxStore(cfg.MaxBytes) > j.opts.JetStreamMaxStore {
+		// Raise the server's ceiling first, or the stream cannot grow.
+		opts := j.opts.Clone()
+		opts.JetStreamMaxStore = maxStore(cfg.MaxBytes)
+		if err := j.srv.ReloadOptions(opts); err != nil {
+			return fmt.Errorf("journal: raising the store limit for max_bytes: %w", err)
+		}
+		j.opts = opts
+	}
+	if _, err := j.js.UpdateStream(ctx, j.streamConfig(cfg)); err != nil {
+		return fmt.Errorf("journal: applying max_age and max_bytes: %w", err)
+	}
+	j.cfg = cfg
+	return nil
+}
+
+// Node is this node's identity in the journal (the Firehose-Origin header).
+func (j *Journal) Node() string { return j.node }
+
+// Close stops the fan-out consumer and the embedded server, which flushes
+// the store.
+func (j *Journal) Close() {
+	j.closeOnce.Do(func() {
+		j.stopHealth()
+		if j.stopFan != nil {
+			j.stopFan()
+			<-j.fanDone
+		}
+		j.shutdown()
+	})
+}
+
+func (j *Journal) shutdown() {
+	if j.nc != nil {
+		_ = j.nc.Drain()
+		j.nc.Close()
+	}
+	if j.srv != nil {
+		j.srv.Shutdown()
+		j.srv.WaitForShutdown()
+	}
+}
+
+// nodeID is this node's name, made once and kept with the store, so a
+// restarted node is the same origin.
+func nodeID(dir string) (string, error) {
+	path := filepath.Join(dir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("journal: %w", err)
+	}
+	id := randHex(6)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("journal: %w", err)
+	}
+	return id, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// natsLogger sends nats-server's log to the daemon's: notices (its banner
+// and routine news) at debug, warnings and errors as they are. The latest
+// error is kept: a store that fails a write logs why but does not tell the
+// publisher.
+type natsLogger struct {
+	l       *slog.Logger
+	lastErr *atomic.Value
+}
+
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any)  { n.Errorf(format, v...) }
+func (n natsLogger) Debugf(format string, v ...any)  {}
+func (n natsLogger) Tracef(format string, v ...any)  {}
+
+func (n natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	n.lastErr.Store(msg)
+	n.l.Error(msg)
+}

@@ -1,0 +1,199 @@
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var jsonUnmarshal = json.Unmarshal
+
+// Bounds describes what the journal holds now.
+type Bounds struct {
+	FirstSeq, LastSeq   uint64
+	FirstTime, LastTime time.Time
+	Messages, Bytes     uint64
+}
+
+func (j *Journal) streamState(ctx context.Context) (jetstream.StreamState, error) {
+	s, err := j.js.Stream(ctx, StreamName)
+	if err != nil {
+		return jetstream.StreamState{}, fmt.Errorf("journal: %w", err)
+	}
+	return s.CachedInfo().State, nil
+}
+
+// Bounds returns the first and last messages' sequences and times, and
+// the journal's size.
+func (j *Journal) Bounds(ctx context.Context) (Bounds, error) {
+	st, err := j.streamState(ctx)
+	if err != nil {
+		return Bounds{}, err
+	}
+	b := Bounds{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, FirstTime: st.FirstTime, LastTime: st.LastTime, Messages: st.Msgs, Bytes: st.Bytes}
+	if st.Msgs == 0 {
+		// An empty stream reports its next sequence as the first.
+		b.FirstTime, b.LastTime = time.Time{}, time.Time{}
+	}
+	return b, nil
+}
+
+// From is where a reader starts: at a sequence, at a time, or (zero) with
+// the next message journaled.
+type From struct {
+	Seq  uint64
+	Time time.Time
+}
+
+func (f From) policy() (jetstream.DeliverPolicy, uint64, *time.Time) {
+	switch {
+	case f.Seq > 0:
+		return jetstream.DeliverByStartSequencePolicy, f.Seq, nil
+	case !f.Time.IsZero():
+		t := f.Time
+		return jetstream.DeliverByStartTimePolicy, 0, &t
+	}
+	return jetstream.DeliverNewPolicy, 0, nil
+}
+
+// readerFilters are the subject filters of a reader of topic filter f: its
+// subjects and the gap markers, which concern every reader.
+func readerFilters(f string) []string {
+	return append(FilterSubjects(f), gapSubject)
+}
+
+// History calls fn for the messages matching filter from from, in order,
+// up to limit messages, and returns after the last one journaled when it
+// was called. The subject filters make the store skip what does not
+// match, so a narrow filter does not cost a scan of the whole journal.
+func (j *Journal) History(ctx context.Context, filter string, from From, limit int, fn func(Message) error) error {
+	return j.fetch(ctx, StreamName, readerFilters(filter), from, limit, func(m jetstream.Msg) error {
+		msg, ok := decode(m)
+		if !ok {
+			return nil
+		}
+		return fn(msg)
+	})
+}
+
+// fetch reads what an ephemeral consumer of stream has pending when it is
+// made, at most limit messages (0: all).
+func (j *Journal) fetch(ctx context.Context, stream string, filters []string, from From, limit int, fn func(jetstream.Msg) error) error {
+	policy, seq, t := from.policy()
+	if policy == jetstream.DeliverNewPolicy {
+		policy = jetstream.DeliverAllPolicy
+	}
+	cfg := jetstream.ConsumerConfig{
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: time.Minute,
+		DeliverPolicy:     policy,
+		OptStartSeq:       seq,
+		OptStartTime:      t,
+	}
+	if len(filters) == 1 {
+		cfg.FilterSubject = filters[0]
+	} else {
+		cfg.FilterSubjects = filters
+	}
+	cons, err := j.js.CreateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("journal: reading: %w", err)
+	}
+	info := cons.CachedInfo()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = j.js.DeleteConsumer(dctx, stream, info.Name)
+	}()
+	pending := int(info.NumPending)
+	if limit > 0 && pending > limit {
+		pending = limit
+	}
+	for pending > 0 {
+		n, err := fetchBatch(ctx, cons, min(pending, 256), fn)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			// Expired under us (max_age) between counting and reading.
+			return nil
+		}
+		pending -= n
+	}
+	return nil
+}
+
+func fetchBatch(ctx context.Context, cons jetstream.Consumer, size int, fn func(jetstream.Msg) error) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	batch, err := cons.Fetch(size, jetstream.FetchContext(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("journal: reading: %w", err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if err := fn(m); err != nil {
+			return n, err
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return n, fmt.Errorf("journal: reading: %w", err)
+	}
+	return n, nil
+}
+
+// Follower reads the journal from a position on, history first, then live
+// messages as they are journaled, with neither gap nor repeat between the
+// two: it is one consumer moving through one sequence.
+type Follower struct {
+	it jetstream.MessagesContext
+}
+
+// Follow starts a Follower of the messages matching filter.
+func (j *Journal) Follow(ctx context.Context, filter string, from From) (*Follower, error) {
+	policy, seq, t := from.policy()
+	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    readerFilters(filter),
+		DeliverPolicy:     policy,
+		OptStartSeq:       seq,
+		OptStartTime:      t,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: following: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return nil, fmt.Errorf("journal: following: %w", err)
+	}
+	return &Follower{it: it}, nil
+}
+
+// Next waits for the next message. It returns an error once Stop is
+// called.
+func (f *Follower) Next() (Message, error) {
+	for {
+		m, err := f.it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return Message{}, err
+			}
+			// Missed heartbeats and resets: the ordered consumer goes on
+			// from the last sequence it delivered.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if msg, ok := decode(m); ok {
+			return msg, nil
+		}
+	}
+}
+
+// Stop ends the Follower; a Next waiting returns.
+func (f *Follower) Stop() { f.it.Stop() }
