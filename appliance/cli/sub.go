@@ -136,10 +136,16 @@ func subSince(c *cli.Context) error {
 			u = base + "?" + url.Values{"filter": filters}.Encode()
 		}
 		got, err := streamEvents(ctx, u, lastID, func(e streamEvent) bool {
+			lastID = strconv.FormatUint(e.Seq, 10)
+			if e.Gap != nil {
+				// A marker, not a message: the journal could not keep some.
+				fmt.Fprintf(Stderr, "firehosectl: gap at sequence %d: %d messages were not journaled between %s and %s (%s)\n",
+					e.Seq, e.Gap.Lost, e.Gap.From, e.Gap.Until, e.Gap.Reason)
+				return true
+			}
 			if err := printEvent(e, c.Bool("verbose")); err != nil {
 				fmt.Fprintln(Stderr, "firehosectl:", err)
 			}
-			lastID = strconv.FormatUint(e.Seq, 10)
 			printed++
 			return count == 0 || printed < count
 		})
@@ -190,6 +196,11 @@ type streamEvent struct {
 	Topic         string          `json:"topic"`
 	Payload       json.RawMessage `json:"payload"`
 	PayloadBase64 *string         `json:"payload_base64"`
+	Gap           *struct {
+		Lost        int64
+		From, Until string
+		Reason      string
+	} `json:"gap"`
 }
 
 func printEvent(e streamEvent, verbose bool) error {
@@ -228,6 +239,13 @@ var sseClient = &http.Client{Transport: &http.Transport{
 	ResponseHeaderTimeout: 30 * time.Second,
 }}
 
+// streamIdle is how long a stream may say nothing, heartbeats included.
+const streamIdle = 60 * time.Second
+
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
 // streamEvents reads one SSE connection, calling each for every message
 // until it returns false. It reports whether any message arrived.
 func streamEvents(ctx context.Context, u, lastID string, each func(streamEvent) bool) (got bool, err error) {
@@ -248,16 +266,41 @@ func streamEvents(ctx context.Context, u, lastID string, each func(streamEvent) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var e struct{ Error string }
+		if json.Unmarshal(msg, &e) == nil && e.Error != "" {
+			msg = []byte(e.Error)
+		}
 		return false, &refusedError{resp.StatusCode, strings.TrimSpace(string(msg))}
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return false, &refusedError{resp.StatusCode, "not an event stream (Content-Type " + ct + ")"}
 	}
-	r := newSSEReader(resp.Body)
+	// The server sends a comment every 15 s on an idle stream: silence for
+	// much longer is a dead connection, ended so that sub reconnects.
+	idle := time.AfterFunc(streamIdle, cancel)
+	defer idle.Stop()
+	r := newSSEReader(readFunc(func(p []byte) (int, error) {
+		n, err := resp.Body.Read(p)
+		idle.Reset(streamIdle)
+		return n, err
+	}))
 	for {
 		ev, err := r.Next()
 		if err != nil {
 			return got, err
+		}
+		switch ev.Event {
+		case "", "message", "gap":
+		case "truncated":
+			var t struct {
+				FirstSeq  uint64 `json:"first_seq"`
+				FirstTime string `json:"first_time"`
+			}
+			_ = json.Unmarshal([]byte(ev.Data), &t)
+			fmt.Fprintf(Stderr, "firehosectl: the journal no longer holds all that was asked for: it starts at sequence %d (%s)\n", t.FirstSeq, t.FirstTime)
+			continue
+		default:
+			continue
 		}
 		if ev.Data == "" {
 			continue

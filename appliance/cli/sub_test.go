@@ -112,7 +112,19 @@ func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, r.URL.RawQuery+" last="+r.Header.Get("Last-Event-ID"))
 	s.mu.Unlock()
 	if r.URL.Query().Get("filter") == "bad/#/x" {
-		http.Error(w, "filter: not a valid MQTT topic filter", http.StatusBadRequest)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintln(w, `{"error":"bad query: filter \"bad/#/x\" is not a valid MQTT topic filter"}`)
+		return
+	}
+	if r.URL.Query().Get("filter") == "gaps/#" {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 2000\n: hello\n\n"+
+			"event: truncated\ndata: {\"requested\":1,\"first_seq\":7,\"first_time\":\"2026-01-31T11:00:00Z\"}\n\n"+
+			"id: 7\ndata: {\"seq\":7,\"time\":\"2026-01-31T12:00:00Z\",\"topic\":\"gaps/a\",\"payload\":1}\n\n"+
+			"id: 8\nevent: gap\ndata: {\"seq\":8,\"time\":\"2026-01-31T12:00:01Z\",\"gap\":{\"lost\":5,\"from\":\"2026-01-31T12:00:00Z\",\"until\":\"2026-01-31T12:00:01Z\",\"reason\":\"disk full\"}}\n\n"+
+			": keepalive\n\n"+
+			"id: 9\ndata: {\"seq\":9,\"time\":\"2026-01-31T12:00:02Z\",\"topic\":\"gaps/b\",\"payload\":2}\n\n")
 		return
 	}
 	next := uint64(1)
@@ -197,11 +209,31 @@ func TestSubSinceErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--since", "soon", "-t", "#"}, `--since "soon": write a sequence number`},
-		{[]string{"--since", "1", "-t", "bad/#/x"}, "the server refused the stream (HTTP 400): filter: not a valid MQTT topic filter"},
+		{[]string{"--since", "1", "-t", "bad/#/x"}, `the server refused the stream (HTTP 400): bad query: filter "bad/#/x" is not a valid MQTT topic filter`},
 	} {
 		_, errOut, code := runSub(t, append([]string{"-h", host, "-p", port}, tc.args...)...)
 		if code != 1 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// The notes a stream carries besides messages go to stderr: history older
+// than the journal keeps, and a gap marker (which is no message for -C).
+func TestSubSinceTruncatedAndGap(t *testing.T) {
+	srv := httptest.NewServer(&sseServer{})
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	out, errOut, code := runSub(t, "-h", host, "-p", port, "--since", "1", "-t", "gaps/#", "-v", "-C", "2")
+	if code != 0 || out != "7 gaps/a 1\n9 gaps/b 2\n" {
+		t.Errorf("exit %d, printed %q; stderr %s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"the journal no longer holds all that was asked for: it starts at sequence 7 (2026-01-31T11:00:00Z)",
+		"gap at sequence 8: 5 messages were not journaled between 2026-01-31T12:00:00Z and 2026-01-31T12:00:01Z (disk full)",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
 }
