@@ -71,6 +71,8 @@ type Broker struct {
 	mu        sync.Mutex
 	listeners []*Listener
 	closeOnce sync.Once
+
+	deliverer *mqtt.Client // the journal's inline client (journal.go)
 }
 
 // Listener describes one listener the broker serves.

@@ -27,8 +27,10 @@ import (
 	"github.com/firehose/firehose/appliance/broker"
 	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/control"
+	"github.com/firehose/firehose/appliance/events"
 	"github.com/firehose/firehose/appliance/firewall"
 	"github.com/firehose/firehose/appliance/gerrit"
+	"github.com/firehose/firehose/appliance/journal"
 	"github.com/firehose/firehose/appliance/listen"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
@@ -66,6 +68,7 @@ type Daemon struct {
 	fw      *firewall.Manager
 	gerrit  *gerrit.Sources
 	control *control.Server
+	journal *journal.Journal // nil when [journal] enabled = false
 	web     *web.Handler
 	addrs   map[string]net.Addr // of the sockets served, by name
 }
@@ -157,6 +160,10 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 
 	broker.TuneGC()
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
+	var api *events.API
+	if api, err = d.openJournal(cfg); err != nil {
+		return nil, err
+	}
 	for _, s := range sockets {
 		l := listen.Resilient(s.Listener, log)
 		switch s.Name {
@@ -165,9 +172,9 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 		case "mqtts":
 			err = d.broker.ServeMQTT(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true)
 		case "ws":
-			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, func(h http.Handler) http.Handler { return d.tls.HTTPHandler(d.httpHandler(h)) })
+			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, func(h http.Handler) http.Handler { return d.tls.HTTPHandler(api.Wrap(d.httpHandler(h))) })
 		case "wss":
-			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, d.httpHandler)
+			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, func(h http.Handler) http.Handler { return api.Wrap(d.httpHandler(h)) })
 		}
 		if err != nil {
 			return nil, err
@@ -182,7 +189,11 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	if err = d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
-	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))
+	var pub gerrit.Publisher = d.broker
+	if d.journal != nil {
+		pub = d.journal // journaled first, then fanned out like every publish
+	}
+	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, pub, log.With("component", "gerrit"))
 	d.gerrit.Update(cfg.Gerrit)
 	if err = d.tls.Start(context.Background()); err != nil {
 		return nil, err
@@ -236,8 +247,16 @@ func (d *Daemon) reload() error {
 	if err := fixed(old, next); err != nil {
 		return err
 	}
-	// The only step that can still fail; it changes nothing when it does.
+	if d.journal != nil {
+		if err := d.journal.Update(journal.ConfigFrom(next)); err != nil {
+			return err
+		}
+	}
+	// The last step that can still fail; it changes nothing when it does.
 	if err := d.tls.Update(next); err != nil {
+		if d.journal != nil {
+			_ = d.journal.Update(journal.ConfigFrom(old))
+		}
 		return err
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
@@ -264,6 +283,8 @@ func fixed(old, next *config.Config) error {
 		{"broker.websocket_tls", old.Broker.WebsocketTLS, next.Broker.WebsocketTLS},
 		{"broker.state_dir", old.Broker.StateDir, next.Broker.StateDir},
 		{"control.socket", old.Control.Socket, next.Control.Socket},
+		{"journal.enabled", fmt.Sprint(old.Journal.Enabled), fmt.Sprint(next.Journal.Enabled)},
+		{"journal.fsync", old.Journal.Fsync.String(), next.Journal.Fsync.String()},
 	} {
 		if f.old != f.new {
 			errs = append(errs, fmt.Errorf("reload not supported for %s: old=%q, new=%q (restart firehose to change it)", f.key, f.old, f.new))
@@ -298,6 +319,11 @@ func (d *Daemon) stopParts() {
 	}
 	if d.broker != nil {
 		d.broker.Drain()
+	}
+	if d.journal != nil {
+		d.journal.Close() // after the publishers, before the subscribers
+	}
+	if d.broker != nil {
 		if err := d.broker.Close(ShutdownTimeout); err != nil {
 			d.log.Error("shutdown", "error", err)
 		}
@@ -329,6 +355,10 @@ func (d *Daemon) Status() *apitype.Status {
 	st.Reasons = append(st.Reasons, d.gerrit.Problems()...)
 	st.Firewall = d.fw.Status()
 	st.Reasons = append(st.Reasons, d.fw.Problems()...)
+	if d.journal != nil {
+		st.Journal = d.journal.Status()
+		st.Reasons = append(st.Reasons, d.journal.Problems()...)
+	}
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
 	}

@@ -11,9 +11,11 @@ import (
 	"github.com/firehose/firehose/appliance/web"
 )
 
-// httpHandler routes what arrives on the websocket listeners: upgrades go to
-// the broker (paths / and /mqtt), plain GETs of / and the page's assets to
-// the page, the rest to the broker's handler, which explains itself.
+// httpHandler routes what arrives on the websocket listeners once the
+// journal's API (events.API.Wrap, in front of it) has taken its /v0/ paths:
+// upgrades go to the broker (paths / and /mqtt), plain GETs of / and the
+// page's assets to the page, the rest to the broker's handler, which
+// explains itself.
 func (d *Daemon) httpHandler(broker http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/{$}", d.web)

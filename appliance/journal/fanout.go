@@ -36,7 +36,7 @@ func (j *Journal) Start(deliver func(Message)) error {
 	if err != nil {
 		return fmt.Errorf("journal: fan-out consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, 4*MaxPayload))
 	if err != nil {
 		return fmt.Errorf("journal: fan-out consumer: %w", err)
 	}

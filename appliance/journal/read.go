@@ -131,7 +131,7 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 func fetchBatch(ctx context.Context, cons jetstream.Consumer, size int, fn func(jetstream.Msg) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	batch, err := cons.Fetch(size, jetstream.FetchContext(ctx))
+	batch, err := cons.Fetch(size, jetstream.FetchContext(ctx), jetstream.FetchMaxBytes(MaxPayload+64<<10))
 	if err != nil {
 		return 0, fmt.Errorf("journal: reading: %w", err)
 	}
@@ -168,7 +168,8 @@ func (j *Journal) Follow(ctx context.Context, filter string, from From) (*Follow
 	if err != nil {
 		return nil, fmt.Errorf("journal: following: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// A reader that falls behind holds at most this much in memory.
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(128, MaxPayload+64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("journal: following: %w", err)
 	}
