@@ -63,7 +63,7 @@
     es = src;
     setState("connecting…");
     src.onopen = () => { if (es === src && !paused) setState("live", "s-live"); };
-    src.onmessage = (m) => {
+    const receive = (m) => {
       if (es !== src) return;
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
@@ -78,6 +78,13 @@
       }
       updateCounts();
     };
+    src.onmessage = receive;
+    src.addEventListener("gap", receive); // a marker where the journal lost messages
+    src.addEventListener("truncated", (m) => {
+      let t = {};
+      try { t = JSON.parse(m.data); } catch (e) { /* keep the plain note */ }
+      note("History before #" + t.first_seq + " is no longer kept.");
+    });
     src.onerror = () => {
       if (es !== src) return;
       if (src.readyState === EventSource.CLOSED) {
@@ -94,7 +101,11 @@
     const ctl = new AbortController();
     fetch(url, { signal: ctl.signal }).then((r) => {
       if (r.ok) { ctl.abort(); setState("stream closed by the server", "s-error"); return; }
-      return r.text().then((t) => setState("stream refused: " + t.trim().slice(0, 300), "s-error"));
+      return r.text().then((t) => {
+        let msg = t;
+        try { msg = JSON.parse(t).error || t; } catch (e) { /* not JSON: show the text */ }
+        setState("stream refused: " + msg.trim().slice(0, 300), "s-error");
+      });
     }).catch(() => setState("stream closed: the server cannot be reached", "s-error"));
   }
 
@@ -126,9 +137,18 @@
     return text;
   }
 
-  function show(ev, fresh) {
+  function prepend(li) {
     const first = list.firstElementChild;
     if (first && first.classList.contains("empty")) first.remove();
+    list.prepend(li);
+    while (list.childElementCount > MAX_ROWS) list.lastElementChild.remove();
+  }
+
+  function note(text) {
+    prepend(el("li", "note-row", text));
+  }
+
+  function show(ev, fresh) {
     const li = el("li", fresh ? "event fresh" : "event");
     li.dataset.seq = String(ev.seq);
     const head = el("div", "head");
@@ -137,10 +157,16 @@
     const time = el("time", "time", isNaN(t) ? String(ev.time) : t.toLocaleTimeString());
     time.dateTime = String(ev.time);
     time.title = String(ev.time);
-    head.append(time, el("span", "topic", String(ev.topic)));
-    li.append(head, el("pre", "payload", payloadText(ev)));
-    list.prepend(li);
-    while (list.childElementCount > MAX_ROWS) list.lastElementChild.remove();
+    head.append(time);
+    if (ev.gap) {
+      li.classList.add("gap");
+      head.append(el("span", "gap-text", "gap: " + Number(ev.gap.lost) + " messages were not journaled (" + String(ev.gap.reason) + ")"));
+      li.append(head);
+    } else {
+      head.append(el("span", "topic", String(ev.topic)));
+      li.append(head, el("pre", "payload", payloadText(ev)));
+    }
+    prepend(li);
   }
 
   function updateCounts() {
