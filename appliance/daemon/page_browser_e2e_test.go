@@ -131,6 +131,12 @@ func TestPageInBrowser(t *testing.T) {
 	}
 
 	b.checkClean(base)
+
+	// A filter the API refuses: the page says why (last, as the browser
+	// logs the refused stream as an error).
+	b.must("fill", map[string]any{"selector": "#filter", "value": "zuul/#/x"}, nil)
+	b.must("click", map[string]any{"selector": "#controls button[type=submit]"}, nil)
+	b.wait("the refusal", jsState+`.startsWith("stream refused: ") && `+jsState+`.includes("not a valid MQTT topic filter")`, nil)
 }
 
 // EventSource, the browser's own SSE client, reads the journal's stream:

@@ -53,6 +53,8 @@ async function main() {
     click: (c) => page.click(c.selector, { timeout: c.timeout }),
     press: (c) => page.press(c.selector, c.key, { timeout: c.timeout }),
     screenshot: async (c) => { await page.screenshot({ path: c.path, fullPage: !!c.fullPage }); return c.path; },
+    viewport: (c) => page.setViewportSize({ width: c.width, height: c.height }),
+    media: (c) => page.emulateMedia({ colorScheme: c.colorScheme }),
     log: async () => log,
   };
 
