@@ -33,7 +33,7 @@ func (d *Daemon) httpHandler(broker http.Handler) http.Handler {
 // pageOptions is what the page says, from the config and the sockets
 // actually served (systemd's may differ from the config's addresses).
 func pageOptions(c *config.Config, addrs map[string]net.Addr) web.Options {
-	o := web.Options{Title: c.Page.Title, Hostname: c.Page.Hostname}
+	o := web.Options{Title: c.Page.Title, Hostname: c.Page.Hostname, Journal: c.Journal.Enabled}
 	if o.Hostname == "" && c.TLS.Mode == config.TLSACME && len(c.TLS.Domains) > 0 {
 		o.Hostname = c.TLS.Domains[0]
 	}

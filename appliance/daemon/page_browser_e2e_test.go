@@ -195,3 +195,19 @@ func TestEventSourceInBrowser(t *testing.T) {
 	}
 	b.checkClean(base)
 }
+
+// With the journal off the page has no live view, but its status line and
+// instructions work and nothing on it fails.
+func TestPageInBrowserWithoutJournal(t *testing.T) {
+	b := startBrowser(t)
+	d := startDaemon(t, daemonOpts{extra: "[journal]\nenabled = false\n"})
+	base := "http://" + d.addr["ws"]
+	b.must("goto", map[string]any{"url": base + "/"}, nil)
+	b.wait("the status line", `/no journal/.test(document.getElementById("status").textContent)`, nil)
+	var live bool
+	b.must("eval", map[string]any{"expr": `document.getElementById("live-ui") !== null`}, &live)
+	if live {
+		t.Error("a live view without a journal")
+	}
+	b.checkClean(base)
+}

@@ -35,6 +35,8 @@ type Options struct {
 	Topics []string
 	// GerritTopic is the base topic of a Gerrit source, "" if none.
 	GerritTopic string
+	// Journal is whether the journal (and so its HTTP API) is on.
+	Journal bool
 }
 
 // Handler serves the page and its assets.
@@ -162,6 +164,7 @@ type view struct {
 	Topics []string
 
 	GerritTopic         string
+	Journal             bool
 	MQTTPort, MQTTSPort int
 	WSURL, WSSURL       string // MQTT over websockets
 	HTTPBase            string // the journal's API, on the listener the page came from
@@ -184,6 +187,7 @@ func (h *Handler) view(r *http.Request) view {
 		Filter:      "#",
 		Topics:      o.Topics,
 		GerritTopic: o.GerritTopic,
+		Journal:     o.Journal,
 		MQTTPort:    o.MQTTPort,
 		MQTTSPort:   o.MQTTSPort,
 	}

@@ -15,7 +15,7 @@ import (
 var full = Options{
 	Title: "OpenDev firehose", Hostname: "firehose.example.org",
 	MQTTPort: 1883, MQTTSPort: 8883, WSPort: 80, WSSPort: 443,
-	Topics: []string{"gerrit/#", "zuul/#"}, GerritTopic: "gerrit",
+	Topics: []string{"gerrit/#", "zuul/#"}, GerritTopic: "gerrit", Journal: true,
 }
 
 func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Request)) *http.Response {
@@ -81,7 +81,7 @@ func TestIndexHasTheInstructions(t *testing.T) {
 // Listeners that are off are not offered; the API is on whatever websocket
 // listener there is.
 func TestIndexOffersOnlyWhatIsServed(t *testing.T) {
-	page := body(t, get(t, New(Options{Title: "t", WSPort: 18080}), "GET", "/", func(r *http.Request) { r.Host = "127.0.0.1:18080" }))
+	page := body(t, get(t, New(Options{Title: "t", WSPort: 18080, Journal: true}), "GET", "/", func(r *http.Request) { r.Host = "127.0.0.1:18080" }))
 	for _, absent := range []string{"mosquitto_sub", "paho", "MQTT + TLS", "wss://"} {
 		if strings.Contains(page, absent) {
 			t.Errorf("page offers %q though it is not served", absent)
@@ -93,12 +93,23 @@ func TestIndexOffersOnlyWhatIsServed(t *testing.T) {
 		}
 	}
 
-	page = body(t, get(t, New(Options{Title: "t", WSPort: 80, WSSPort: 443}), "GET", "/", func(r *http.Request) {
+	page = body(t, get(t, New(Options{Title: "t", WSPort: 80, WSSPort: 443, Journal: true}), "GET", "/", func(r *http.Request) {
 		r.Host = "bus.example"
 		r.TLS = &tls.ConnectionState{}
 	}))
 	if !strings.Contains(page, "https://bus.example/v0/events/stream") {
 		t.Error("a page fetched over TLS points the API at http")
+	}
+
+	// Without a journal there is no API: neither curl nor a live view.
+	page = body(t, get(t, New(Options{Title: "t", MQTTPort: 1883, WSPort: 80}), "GET", "/", nil))
+	for _, absent := range []string{"/v0/events", `id="live-ui"`} {
+		if strings.Contains(page, absent) {
+			t.Errorf("a page without a journal offers %q", absent)
+		}
+	}
+	if !strings.Contains(page, "keeps no journal") {
+		t.Error("a page without a journal does not say so")
 	}
 }
 

@@ -10,7 +10,7 @@
   const SUMMARY_EVERY = 5000; // ms
 
   const $ = (id) => document.getElementById(id);
-  const list = $("events");
+  const list = $("events"); // absent when the bus keeps no journal
   const form = $("controls");
   const input = $("filter");
   const pauseBtn = $("pause");
@@ -19,7 +19,7 @@
   const status = $("status");
 
   let es = null;
-  let filter = new URLSearchParams(location.search).get("filter") || input.value || "#";
+  let filter = new URLSearchParams(location.search).get("filter") || (input && input.value) || "#";
   let paused = false;
   let pending = []; // events that arrived while paused, oldest first
   let dropped = 0; // events that did not fit in pending
@@ -178,7 +178,7 @@
 
   // --- controls -------------------------------------------------------------
 
-  form.addEventListener("submit", (e) => {
+  if (list) form.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = input.value.trim() || "#";
     input.value = f;
@@ -189,7 +189,7 @@
     open();
   });
 
-  pauseBtn.addEventListener("click", () => {
+  if (list) pauseBtn.addEventListener("click", () => {
     paused = !paused;
     pauseBtn.setAttribute("aria-pressed", String(paused));
     if (paused) {
@@ -270,8 +270,12 @@
     pre.append(btn);
   });
 
-  input.value = filter;
-  $("live-ui").hidden = false;
-  fetchSummary().then(open);
+  if (list) {
+    input.value = filter;
+    $("live-ui").hidden = false;
+    fetchSummary().then(open);
+  } else {
+    fetchSummary();
+  }
   setInterval(() => { if (!document.hidden) fetchSummary(); }, SUMMARY_EVERY);
 })();
