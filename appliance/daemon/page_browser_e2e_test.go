@@ -77,10 +77,12 @@ func TestPageInBrowser(t *testing.T) {
 		t.Error("a payload was parsed as HTML")
 	}
 
-	// The status line: clients, events per minute, the journal's span.
+	// The status line: clients, events per minute, the journal's span,
+	// refreshed while the page is open (every 5 s).
 	var line string
-	b.wait("the status line", `(() => { const s = document.getElementById("status"); return !s.hidden && /events\/min/.test(s.textContent) && /journal #\d/.test(s.textContent) && s.textContent; })()`, &line)
+	b.wait("the status line", `(() => { const s = document.getElementById("status"); return !s.hidden && /events\/min/.test(s.textContent) && /journal #1–#4\b/.test(s.textContent) && s.textContent; })()`, &line)
 	t.Logf("status line: %s", line)
+	b.screenshot("page-in-browser.png")
 
 	// The filter narrows the stream: deploy/3 is published before build/2,
 	// so once build/2 shows, deploy/3 would have shown if it passed.
@@ -113,8 +115,6 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	b.must("click", map[string]any{"selector": "#pause"}, nil)
 	b.wait("the held event after resume", jsTopics+`[0] === "zuul/build/3"`, nil)
-
-	b.screenshot("page-in-browser.png")
 
 	// The list stays bounded: 210 more events leave the newest 200.
 	c := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
