@@ -102,6 +102,9 @@ func printStatus(st *apitype.Status) {
 			fmt.Fprintf(w, "  last acme error:\t%s\t%s: %s\n", e.Time.Format(time.RFC3339), e.Domain, e.Error)
 		}
 	}
+	if j := st.Journal; j != nil {
+		printJournal(w, j)
+	}
 	if f := st.Firewall; f != nil {
 		state := "disabled"
 		if f.Enabled {

@@ -25,14 +25,16 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-func TestDiskFull(t *testing.T) {
+func TestDiskFullStoreWriteError(t *testing.T) {
 	dir := mountTmpfs(t, "24m")
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 12<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(filepath.Join(dir, "journal"))
-	j, s := open(t, cfg)
+	// No reserve: the store itself runs into the full disk and keeps its
+	// write error until the journal restarts it.
+	j, s := openWith(t, cfg, func(j *Journal) { j.reserve = 0 })
 	payload := make([]byte, 16<<10)
 	var journaled uint64
 	lost := 0
@@ -99,5 +101,45 @@ func TestDiskFull(t *testing.T) {
 	})
 	if err != nil || gap == nil || gap.Lost != int64(lost) {
 		t.Fatalf("gap marker in history = %+v, %v", gap, err)
+	}
+}
+
+// TestDiskNearlyFull: the journal stops writing while the disk has less
+// than its reserve free, before the store fails, and goes on with a gap
+// marker once there is room.
+func TestDiskNearlyFull(t *testing.T) {
+	dir := mountTmpfs(t, "24m")
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 12<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := open(t, testConfig(filepath.Join(dir, "journal")))
+	payload := make([]byte, 16<<10)
+	var lastSeq uint64
+	for i := 0; ; i++ {
+		if i > 2000 {
+			t.Fatal("the disk never filled")
+		}
+		seq, err := j.Append("big/x", payload, false, 0)
+		if err != nil {
+			if !strings.Contains(err.Error(), "disk nearly full") {
+				t.Fatalf("error = %v", err)
+			}
+			break
+		}
+		lastSeq = seq
+	}
+	if free, _ := diskFree(dir); free < 4<<20 {
+		t.Errorf("the journal left only %d bytes free", free)
+	}
+	if p := j.Problems(); len(p) != 1 || !strings.Contains(p[0], "disk nearly full") {
+		t.Fatalf("problems = %q", p)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the journal to write again", func() bool { return len(j.Problems()) == 0 })
+	if st := j.Status(); st.LastGap == nil || st.LastGap.Seq != lastSeq+1 || st.LastGap.Lost != 1 {
+		t.Fatalf("status = %+v", st)
 	}
 }

@@ -28,22 +28,14 @@ func (j *Journal) Start(deliver func(Message)) error {
 		return err
 	}
 	j.lastSeen.Store(st.LastSeq)
-	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   st.LastSeq + 1,
-		NamePrefix:    "fanout-" + j.node,
-	})
+	it, err := j.fanConsumer(ctx, j.conn.Load())
 	if err != nil {
-		return fmt.Errorf("journal: fan-out consumer: %w", err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, 4*MaxPayload))
-	if err != nil {
-		return fmt.Errorf("journal: fan-out consumer: %w", err)
+		return err
 	}
 	fanCtx, stop := context.WithCancel(context.Background())
 	j.stopFan = func() {
 		stop()
-		it.Stop()
+		j.stopFanIterator()
 	}
 	j.fanDone = make(chan struct{})
 	j.health.stop = make(chan struct{})
@@ -52,29 +44,79 @@ func (j *Journal) Start(deliver func(Message)) error {
 	return nil
 }
 
+// fanConsumer starts an ordered consumer on c from the message after the
+// last one delivered. An ordered consumer recreates itself after a missed
+// heartbeat, from the last sequence it saw.
+func (j *Journal) fanConsumer(ctx context.Context, c *conn) (jetstream.MessagesContext, error) {
+	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   j.lastSeen.Load() + 1,
+		NamePrefix:    "fanout-" + j.node,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, 4*MaxPayload))
+	if err != nil {
+		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
+	}
+	j.fanMu.Lock()
+	j.fanIt = it
+	j.fanMu.Unlock()
+	return it, nil
+}
+
+func (j *Journal) stopFanIterator() {
+	j.fanMu.Lock()
+	defer j.fanMu.Unlock()
+	if j.fanIt != nil {
+		j.fanIt.Stop()
+	}
+}
+
+// fanOut delivers, in journal order, until ctx ends. When the embedded
+// server is restarted, it starts a new consumer on the new connection.
 func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 	defer close(j.fanDone)
 	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
+		c := j.conn.Load()
+		for it != nil {
+			m, err := it.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.nc.IsClosed() {
+					it = nil
+					break
+				}
+				j.log.Debug("journal fan-out consumer", "error", err)
+				time.Sleep(50 * time.Millisecond)
+				continue
 			}
-			// The ordered consumer recreates itself after a missed
-			// heartbeat or a store restart, from the last sequence it saw.
-			j.log.Debug("journal fan-out consumer", "error", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
+			msg, ok := decode(m)
+			if !ok {
+				continue
+			}
+			j.lastSeen.Store(msg.Seq)
+			if msg.Gap == nil { // subscribers received those messages live
+				j.deliver(msg)
+			}
 		}
-		msg, ok := decode(m)
-		if !ok {
-			continue
+		// The server was restarted (or is being): wait for the new one.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
 		}
-		j.lastSeen.Store(msg.Seq)
-		if msg.Gap != nil {
-			continue // subscribers received those messages live
+		if c2 := j.conn.Load(); c2 != c && !c2.nc.IsClosed() {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var err error
+			if it, err = j.fanConsumer(cctx, c2); err != nil {
+				j.log.Warn("journal fan-out consumer", "error", err)
+			}
+			cancel()
 		}
-		j.deliver(msg)
 	}
 }
 

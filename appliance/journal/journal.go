@@ -101,24 +101,30 @@ type Gap struct {
 // Journal is the running journal.
 type Journal struct {
 	log  *slog.Logger
-	cfg  Config
+	dir  string
 	node string
 
-	opts *server.Options
-	srv  *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	cfgMu sync.Mutex // cfg and opts change on reload
+	cfg   Config
+	opts  *server.Options
+	// conn is the embedded server and the connection to it; replaced
+	// whole when the server is restarted after a store write error.
+	conn    atomic.Pointer[conn]
+	reserve uint64 // free disk space the journal leaves untouched
 
 	msgIDPrefix string
 	msgIDs      atomic.Uint64
 
 	deliver  func(Message)
+	fanMu    sync.Mutex
+	fanIt    jetstream.MessagesContext // the fan-out consumer's current iterator
 	stopFan  context.CancelFunc
 	fanDone  chan struct{}
 	lastSeen atomic.Uint64 // the last sequence the fan-out consumer delivered
 	rate     rateRing
 
 	health   health
+	space    space
 	storeErr atomic.Value // string: the embedded server's latest error log line
 
 	closeOnce sync.Once
@@ -137,11 +143,13 @@ func Open(cfg Config, log *slog.Logger) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Journal{log: log, cfg: cfg, node: node, msgIDPrefix: node + "-" + randHex(4) + "-"}
+	j := &Journal{log: log, dir: cfg.Dir, cfg: cfg, node: node, msgIDPrefix: node + "-" + randHex(4) + "-", reserve: minFree}
 	j.opts = serverOptions(cfg, node)
-	if err := j.startServer(); err != nil {
+	c, err := j.startServer()
+	if err != nil {
 		return nil, err
 	}
+	j.conn.Store(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := j.ensureStreams(ctx, cfg); err != nil {
@@ -181,31 +189,48 @@ func maxStore(maxBytes int64) int64 {
 	return maxBytes + retainedMaxBytes + 64<<20
 }
 
-func (j *Journal) startServer() error {
-	srv, err := server.NewServer(j.opts)
+// conn is one embedded server and the in-process connection to it.
+type conn struct {
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+func (j *Journal) js() jetstream.JetStream { return j.conn.Load().js }
+
+func (j *Journal) startServer() (*conn, error) {
+	j.cfgMu.Lock()
+	opts := j.opts.Clone()
+	j.cfgMu.Unlock()
+	srv, err := server.NewServer(opts)
 	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	srv.SetLoggerV2(natsLogger{l: j.log.With("component", "nats"), lastErr: &j.storeErr}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return errors.New("journal: the embedded nats-server did not start within 30s")
+		return nil, errors.New("journal: the embedded nats-server did not start within 30s")
 	}
-	j.srv = srv
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("firehose"),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("firehose"), nats.NoReconnect())
 	if err != nil {
 		srv.Shutdown()
-		return fmt.Errorf("journal: connecting to the embedded nats-server: %w", err)
+		return nil, fmt.Errorf("journal: connecting to the embedded nats-server: %w", err)
 	}
-	j.nc = nc
-	if j.js, err = jetstream.New(nc); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
 		nc.Close()
 		srv.Shutdown()
-		return fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	return nil
+	return &conn{srv: srv, nc: nc, js: js}, nil
+}
+
+func (c *conn) close() {
+	_ = c.nc.Drain()
+	c.nc.Close()
+	c.srv.Shutdown()
+	c.srv.WaitForShutdown()
 }
 
 func (j *Journal) streamConfig(cfg Config) jetstream.StreamConfig {
@@ -239,10 +264,10 @@ func retainedStreamConfig() jetstream.StreamConfig {
 }
 
 func (j *Journal) ensureStreams(ctx context.Context, cfg Config) error {
-	if _, err := j.js.CreateOrUpdateStream(ctx, j.streamConfig(cfg)); err != nil {
+	if _, err := j.js().CreateOrUpdateStream(ctx, j.streamConfig(cfg)); err != nil {
 		return fmt.Errorf("journal: stream %s: %w", StreamName, err)
 	}
-	if _, err := j.js.CreateOrUpdateStream(ctx, retainedStreamConfig()); err != nil {
+	if _, err := j.js().CreateOrUpdateStream(ctx, retainedStreamConfig()); err != nil {
 		return fmt.Errorf("journal: stream %s: %w", RetainedStreamName, err)
 	}
 	return nil
@@ -254,16 +279,18 @@ func (j *Journal) ensureStreams(ctx context.Context, cfg Config) error {
 func (j *Journal) Update(cfg Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	j.cfgMu.Lock()
+	defer j.cfgMu.Unlock()
 	if cfg.MaxBytes != j.cfg.MaxBytes && maxStore(cfg.MaxBytes) > j.opts.JetStreamMaxStore {
 		// Raise the server's ceiling first, or the stream cannot grow.
 		opts := j.opts.Clone()
 		opts.JetStreamMaxStore = maxStore(cfg.MaxBytes)
-		if err := j.srv.ReloadOptions(opts); err != nil {
+		if err := j.conn.Load().srv.ReloadOptions(opts); err != nil {
 			return fmt.Errorf("journal: raising the store limit for max_bytes: %w", err)
 		}
 		j.opts = opts
 	}
-	if _, err := j.js.UpdateStream(ctx, j.streamConfig(cfg)); err != nil {
+	if _, err := j.js().UpdateStream(ctx, j.streamConfig(cfg)); err != nil {
 		return fmt.Errorf("journal: applying max_age and max_bytes: %w", err)
 	}
 	j.cfg = cfg
@@ -287,13 +314,8 @@ func (j *Journal) Close() {
 }
 
 func (j *Journal) shutdown() {
-	if j.nc != nil {
-		_ = j.nc.Drain()
-		j.nc.Close()
-	}
-	if j.srv != nil {
-		j.srv.Shutdown()
-		j.srv.WaitForShutdown()
+	if c := j.conn.Load(); c != nil {
+		c.close()
 	}
 }
 

@@ -36,10 +36,18 @@ func testConfig(dir string) Config {
 }
 
 func open(t *testing.T, cfg Config) (*Journal, *sink) {
+	return openWith(t, cfg, nil)
+}
+
+// openWith lets a test change the journal before it starts.
+func openWith(t *testing.T, cfg Config, before func(*Journal)) (*Journal, *sink) {
 	t.Helper()
 	j, err := Open(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(j)
 	}
 	s := &sink{}
 	if err := j.Start(s.deliver); err != nil {
@@ -158,6 +166,8 @@ func TestRetainedSurviveReopen(t *testing.T) {
 	mustAppend("r/c", "c1", true)
 	mustAppend("r/c", "", true) // clears
 	mustAppend("r/d", "not retained", false)
+	// The retained stream copies them (c's last one is the clearing one).
+	waitFor(t, "the retained stream", func() bool { return j.Status().Retained == 3 })
 	j.Close()
 
 	_, s := open(t, testConfig(dir))
@@ -203,11 +213,29 @@ func TestUpdateLimits(t *testing.T) {
 	if err := j.Update(cfg); err != nil {
 		t.Fatal(err)
 	}
-	s, err := j.js.Stream(context.Background(), StreamName)
+	s, err := j.js().Stream(context.Background(), StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c := s.CachedInfo().Config; c.MaxAge != 2*time.Hour || c.MaxBytes != 2<<30 {
 		t.Errorf("stream config = %v %v", c.MaxAge, c.MaxBytes)
 	}
+}
+
+// The retained stream catches up after a restart that came before it had
+// copied the last retained messages, and the restore does not wait for it.
+func TestRetainedCatchUpAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, testConfig(dir))
+	for i := range 50 {
+		if _, err := j.Append(fmt.Sprintf("r/%d", i), []byte("v"), true, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	j2, s := open(t, testConfig(dir))
+	if n := len(s.snapshot()); n != 50 {
+		t.Fatalf("restored %d retained messages, want 50", n)
+	}
+	waitFor(t, "the retained stream to catch up", func() bool { return j2.Status().Retained == 50 })
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,7 +19,7 @@ import (
 
 // appendTimeout bounds one write. In-process writes take microseconds; a
 // store that does not answer in this time is treated as failing, so a
-// publisher's connection never hangs on the journal.
+// publisher's connection never hangs on the journal for long.
 const appendTimeout = 2 * time.Second
 
 // ErrNotJournaled wraps every reason a message could not be journaled.
@@ -35,7 +34,7 @@ var ErrNotJournaled = errors.New("not journaled")
 // journal reports itself degraded, and the caller decides what to tell the
 // publisher. A gap marker is written before the next message that can be.
 func (j *Journal) Append(t string, payload []byte, retain bool, qos byte) (uint64, error) {
-	if err := j.health.ready(j); err != nil {
+	if err := j.ready(); err != nil {
 		j.health.lost(err)
 		return 0, err
 	}
@@ -66,6 +65,17 @@ func (j *Journal) DeliverLive(t string, payload []byte, retain bool, qos byte) {
 	}
 }
 
+// Reasons a message is not journaled. errRefused: this message only (not
+// a topic, too large); the next one may well be journaled. errNoSpace: the
+// disk is nearly full, so the journal stops writing before the store hits
+// a write error (which nats-server keeps until it is restarted). Anything
+// else is the store failing.
+var (
+	errRefused = errors.New("refused")
+	errNoSpace = errors.New("disk nearly full")
+	errFailing = errors.New("the journal is failing")
+)
+
 func (j *Journal) write(t string, payload []byte, retain bool, qos byte) (uint64, error) {
 	if !topic.ValidName(t) || t[0] == '$' {
 		return 0, fmt.Errorf("%w: %w: %q is not a topic the journal keeps", ErrNotJournaled, errRefused, t)
@@ -85,10 +95,13 @@ func (j *Journal) write(t string, payload []byte, retain bool, qos byte) (uint64
 }
 
 func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
+	if err := j.space.check(j.dir, j.reserve, len(m.Data)+len(m.Subject)+256); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
 	id := j.msgIDPrefix + strconv.FormatUint(j.msgIDs.Add(1), 36)
-	ack, err := j.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+	ack, err := j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
 	if err != nil {
 		// A store that fails to write does not answer; its log says why.
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -101,6 +114,44 @@ func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 	return ack.Sequence, nil
 }
 
+// space keeps the journal from filling the disk: the free space is looked
+// up again whenever the bytes written since the last look could have used
+// the margin above the reserve, and at least once a second.
+type space struct {
+	mu      sync.Mutex
+	at      time.Time
+	free    uint64
+	written uint64
+}
+
+func (s *space) check(dir string, reserve uint64, n int) error {
+	if reserve == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.written += uint64(n)
+	if time.Since(s.at) > time.Second || s.written+reserve >= s.free {
+		free, err := diskFree(dir)
+		if err != nil {
+			return nil // the store will say what is wrong
+		}
+		s.at, s.free, s.written = time.Now(), free, uint64(n)
+	}
+	if s.free < reserve+s.written {
+		return fmt.Errorf("%w: %d bytes free on the journal's disk, it leaves %d for the system", errNoSpace, s.free, reserve)
+	}
+	return nil
+}
+
+func diskFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
 // health tracks whether the journal can write. While it cannot, messages
 // go out live only and are counted; the first write after that is a gap
 // marker saying how many and when.
@@ -111,10 +162,13 @@ type health struct {
 	last    time.Time // latest loss
 	count   int64     // losses in the current outage
 	reason  string
-	// storeBroken: the store has refused a write and refuses all writes
-	// until JetStream is restarted (nats-server keeps a write error).
-	storeBroken bool
-	nextTry     time.Time
+	// paced: the store or the disk is failing, not one message; attempts
+	// to write again wait for nextTry.
+	paced   bool
+	nextTry time.Time
+	// restart: the store has failed a write and keeps failing every write
+	// (nats-server keeps a write error) until the server is restarted.
+	restart bool
 
 	totalLost int64
 	gaps      int64
@@ -141,30 +195,18 @@ func (h *health) lost(err error) {
 		return // already known to be failing; keep the first reason
 	}
 	h.reason = strings.TrimPrefix(err.Error(), ErrNotJournaled.Error()+": ")
-	if storeError(err) {
-		h.storeBroken = true
+	if !errors.Is(err, errRefused) {
+		h.paced = true
+		if !errors.Is(err, errNoSpace) {
+			h.restart = true
+		}
 	}
 }
 
-// errFailing is the quick refusal while the store is known to fail.
-var errFailing = errors.New("the journal is failing")
-
-// errRefused marks a refusal of one message (not a topic, too large),
-// after which the next message may well be journaled; any other error is
-// the store failing (disk full, I/O error, JetStream down).
-var errRefused = errors.New("refused")
-
-func storeError(err error) bool {
-	if errors.Is(err, errRefused) {
-		return false
-	}
-	var apiErr *jetstream.APIError
-	return !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamMessageExceedsMaximum
-}
-
-// recoverEvery paces attempts to reopen a failing store, so a flood of
-// publishes does not turn into a flood of store restarts and log lines.
-// minFree is the free space a full disk must regain first.
+// recoverEvery paces attempts to write again while the store or the disk
+// fails, so a flood of publishes does not turn into a flood of doomed
+// writes, restarts and log lines. minFree is the free space the journal
+// leaves on its disk.
 const (
 	recoverEvery = 2 * time.Second
 	minFree      = 8 << 20
@@ -173,13 +215,14 @@ const (
 // ready returns nil when the journal may write: it is healthy, or it was
 // failing and has just written its gap marker. Otherwise it returns why
 // not, cheaply.
-func (h *health) ready(j *Journal) error {
+func (j *Journal) ready() error {
+	h := &j.health
 	h.mu.Lock()
 	if !h.failing {
 		h.mu.Unlock()
 		return nil
 	}
-	if h.storeBroken && time.Now().Before(h.nextTry) {
+	if h.paced && time.Now().Before(h.nextTry) {
 		reason := h.reason
 		h.mu.Unlock()
 		return fmt.Errorf("%w: %w: %s", ErrNotJournaled, errFailing, reason)
@@ -188,8 +231,8 @@ func (h *health) ready(j *Journal) error {
 	return j.recover()
 }
 
-// recover tries to write the gap marker; once it is written, the outage is
-// over. A store that keeps a write error is restarted first.
+// recover ends an outage by writing its gap marker, restarting a store
+// that keeps a write error first.
 func (j *Journal) recover() error {
 	h := &j.health
 	h.recovering.Lock()
@@ -200,32 +243,43 @@ func (j *Journal) recover() error {
 		return nil
 	}
 	h.nextTry = time.Now().Add(recoverEvery)
-	broken := h.storeBroken
+	restart := h.restart
 	gap := Gap{Lost: h.count, From: h.since.UTC(), Until: h.last.UTC(), Reason: h.reason}
 	h.mu.Unlock()
 
-	if broken {
-		if free, err := diskFree(j.cfg.Dir); err == nil && free < minFree {
-			return fmt.Errorf("%w: %w: %s (%d bytes free)", ErrNotJournaled, errFailing, gap.Reason, free)
+	failing := func(err error) error {
+		return fmt.Errorf("%w: %w: %s (%v)", ErrNotJournaled, errFailing, gap.Reason, err)
+	}
+	// Twice the reserve before writing again, so that a disk hovering at
+	// the reserve does not turn into one gap marker per retry.
+	if free, err := diskFree(j.dir); err == nil && free < 2*j.reserve {
+		return failing(fmt.Errorf("%d bytes free, waiting for %d", free, 2*j.reserve))
+	}
+	if restart {
+		if err := j.restartServer(); err != nil {
+			j.log.Error("journal: restarting the store", "error", err)
+			return failing(err)
 		}
-		if err := j.restartJetStream(); err != nil {
-			return fmt.Errorf("%w: %w: %w", ErrNotJournaled, errFailing, err)
-		}
+		h.mu.Lock()
+		h.restart = false
+		h.mu.Unlock()
 	}
 	body, _ := json.Marshal(gap)
-	m := &nats.Msg{Subject: gapSubject, Data: body, Header: nats.Header{hdrOrigin: []string{j.node}}}
-	seq, err := j.publishMsg(m)
+	seq, err := j.publishMsg(&nats.Msg{Subject: gapSubject, Data: body, Header: nats.Header{hdrOrigin: []string{j.node}}})
 	if err != nil {
 		h.mu.Lock()
-		h.storeBroken = h.storeBroken || storeError(err)
+		h.paced = true
+		if !errors.Is(err, errNoSpace) {
+			h.restart = true
+		}
 		h.mu.Unlock()
-		return fmt.Errorf("%w: %w: %s", ErrNotJournaled, errFailing, gap.Reason)
+		return failing(err)
 	}
 	h.mu.Lock()
-	// Messages lost while the marker was being written are in the next one.
+	// Messages lost while the marker was being written go in the next one.
 	h.count -= gap.Lost
 	if h.count <= 0 {
-		h.failing, h.storeBroken, h.count, h.reason = false, false, 0, ""
+		h.failing, h.paced, h.restart, h.count, h.reason = false, false, false, 0, ""
 	} else {
 		h.since = h.last
 	}
@@ -236,33 +290,28 @@ func (j *Journal) recover() error {
 	return nil
 }
 
-// restartJetStream reopens the store: nats-server keeps a write error
-// (such as a full disk) and refuses every later write until then.
-func (j *Journal) restartJetStream() error {
-	if j.srv.JetStreamEnabled() {
-		if err := j.srv.ShutdownJetStream(); err != nil {
-			return err
-		}
-	}
-	o := j.opts
-	err := j.srv.EnableJetStream(&server.JetStreamConfig{
-		StoreDir: o.StoreDir, SyncInterval: o.SyncInterval, SyncAlways: o.SyncAlways,
-		MaxMemory: o.JetStreamMaxMemory, MaxStore: o.JetStreamMaxStore, Strict: true,
-	})
+// restartServer replaces the embedded server with a new one on the same
+// store: nats-server keeps a write error (such as a full disk) and refuses
+// every later write until its store is reopened. Readers on the old
+// connection end (an SSE client reconnects with Last-Event-ID); the
+// fan-out consumer goes on from the last message it delivered.
+func (j *Journal) restartServer() error {
+	old := j.conn.Load()
+	j.stopFanIterator()
+	old.close()
+	c, err := j.startServer()
 	if err != nil {
-		return fmt.Errorf("restarting the store: %w", err)
+		// Keep a closed connection in place: every use fails, and the next
+		// recovery tries again.
+		return err
 	}
+	j.conn.Store(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return j.ensureStreams(ctx, j.cfg)
-}
-
-func diskFree(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
+	j.cfgMu.Lock()
+	cfg := j.cfg
+	j.cfgMu.Unlock()
+	return j.ensureStreams(ctx, cfg)
 }
 
 func (j *Journal) stopHealth() {

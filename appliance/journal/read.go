@@ -20,7 +20,7 @@ type Bounds struct {
 }
 
 func (j *Journal) streamState(ctx context.Context) (jetstream.StreamState, error) {
-	s, err := j.js.Stream(ctx, StreamName)
+	s, err := j.js().Stream(ctx, StreamName)
 	if err != nil {
 		return jetstream.StreamState{}, fmt.Errorf("journal: %w", err)
 	}
@@ -100,7 +100,7 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 	} else {
 		cfg.FilterSubjects = filters
 	}
-	cons, err := j.js.CreateConsumer(ctx, stream, cfg)
+	cons, err := j.js().CreateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("journal: reading: %w", err)
 	}
@@ -108,7 +108,7 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = j.js.DeleteConsumer(dctx, stream, info.Name)
+		_ = j.js().DeleteConsumer(dctx, stream, info.Name)
 	}()
 	pending := int(info.NumPending)
 	if limit > 0 && pending > limit {
@@ -152,13 +152,15 @@ func fetchBatch(ctx context.Context, cons jetstream.Consumer, size int, fn func(
 // messages as they are journaled, with neither gap nor repeat between the
 // two: it is one consumer moving through one sequence.
 type Follower struct {
+	c  *conn
 	it jetstream.MessagesContext
 }
 
 // Follow starts a Follower of the messages matching filter.
 func (j *Journal) Follow(ctx context.Context, filter string, from From) (*Follower, error) {
 	policy, seq, t := from.policy()
-	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+	c := j.conn.Load()
+	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    readerFilters(filter),
 		DeliverPolicy:     policy,
 		OptStartSeq:       seq,
@@ -173,16 +175,17 @@ func (j *Journal) Follow(ctx context.Context, filter string, from From) (*Follow
 	if err != nil {
 		return nil, fmt.Errorf("journal: following: %w", err)
 	}
-	return &Follower{it: it}, nil
+	return &Follower{c: c, it: it}, nil
 }
 
 // Next waits for the next message. It returns an error once Stop is
-// called.
+// called, or when the embedded server was restarted (the reader starts
+// again from the last sequence it received).
 func (f *Follower) Next() (Message, error) {
 	for {
 		m, err := f.it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || f.c.nc.IsClosed() {
 				return Message{}, err
 			}
 			// Missed heartbeats and resets: the ordered consumer goes on

@@ -18,7 +18,7 @@ func (j *Journal) Status() *apitype.JournalStatus {
 		st.FirstSeq, st.LastSeq, st.Messages, st.Bytes = b.FirstSeq, b.LastSeq, b.Messages, b.Bytes
 		st.FirstTime, st.LastTime = timePtr(b.FirstTime), timePtr(b.LastTime)
 	}
-	if s, rerr := j.js.Stream(ctx, RetainedStreamName); rerr == nil {
+	if s, rerr := j.js().Stream(ctx, RetainedStreamName); rerr == nil {
 		st.Retained = s.CachedInfo().State.NumSubjects
 	}
 	h := &j.health
