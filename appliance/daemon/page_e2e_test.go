@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+var pageClient = &http.Client{Timeout: 30 * time.Second}
 
-func httpGet(t *testing.T, url string) (*http.Response, string) {
+func fetchPage(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
-	r, err := httpClient.Get(url)
+	r, err := pageClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestPageWithoutJavaScript(t *testing.T) {
 	wsPort := strconv.Itoa(portOf(t, d.addr["ws"]))
 	mqttPort := strconv.Itoa(portOf(t, d.addr["mqtt"]))
 
-	r, body := httpGet(t, base+"/")
+	r, body := fetchPage(t, base+"/")
 	if r.StatusCode != 200 || r.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("GET /: %d %q", r.StatusCode, r.Header.Get("Content-Type"))
 	}
@@ -60,15 +60,15 @@ func TestPageWithoutJavaScript(t *testing.T) {
 	}
 	// Its assets come from the same listener, cached for good.
 	for _, m := range regexp.MustCompile(`(?:href|src)="(/static/[^"]+)"`).FindAllStringSubmatch(body, -1) {
-		r, b := httpGet(t, base+m[1])
+		r, b := fetchPage(t, base+m[1])
 		if r.StatusCode != 200 || len(b) == 0 || !strings.Contains(r.Header.Get("Cache-Control"), "immutable") {
 			t.Errorf("GET %s: %d, %d bytes, Cache-Control %q", m[1], r.StatusCode, len(b), r.Header.Get("Cache-Control"))
 		}
 	}
-	if r, _ := httpGet(t, base+"/mqtt"); r.StatusCode != http.StatusUpgradeRequired {
+	if r, _ := fetchPage(t, base+"/mqtt"); r.StatusCode != http.StatusUpgradeRequired {
 		t.Errorf("GET /mqtt without upgrade: %d, want 426", r.StatusCode)
 	}
-	if r, _ := httpGet(t, base+"/nothing-here"); r.StatusCode != http.StatusNotFound {
+	if r, _ := fetchPage(t, base+"/nothing-here"); r.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nothing-here: %d, want 404", r.StatusCode)
 	}
 
@@ -84,7 +84,7 @@ func TestPageWithoutJavaScript(t *testing.T) {
 	if out, code := d.run("reload", "--config", d.cfgPath); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
-	_, body = httpGet(t, base+"/")
+	_, body = fetchPage(t, base+"/")
 	page = html.UnescapeString(body)
 	for _, want := range []string{
 		"<title>Example <bus></title>",
