@@ -9,11 +9,19 @@ LDFLAGS := -X github.com/firehose/firehose/appliance/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
 # Debian packages the tests use: MQTT clients nobody here wrote, curl to read
-# the journal's event stream, Mosquitto for the benchmark, nftables and
-# iproute2 for firewall tests in network namespaces, and the tools that build
-# and check the packages and boot a systemd container.
+# the journal's event stream, Chromium for the page's browser test, Mosquitto
+# for the benchmark, nftables and iproute2 for firewall tests in network
+# namespaces, and the tools that build and check the packages and boot a
+# systemd container.
 DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt curl iproute2 nftables \
-	debootstrap systemd-container dpkg-dev lintian rpm rpmlint
+	debootstrap systemd-container dpkg-dev lintian rpm rpmlint chromium
+
+# npm packages only tests use, installed by name into a gitignored directory
+# and recorded there (--save-exact: npm prunes what its package.json lacks,
+# and the bench's MQTT.js shares the directory): playwright-core drives
+# Chromium in the page's browser test.
+NODE_DIR := .cache/node
+DEPS_NPM := playwright-core@1.65.1
 
 .DEFAULT_GOAL := build
 .PHONY: build run deps test vet unit fuzz ci
@@ -32,6 +40,15 @@ deps:
 		echo "installing:" $$missing; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+	@if ! command -v npm >/dev/null; then echo "npm is missing: the browser tests will skip"; exit 0; fi; \
+	for p in $(DEPS_NPM); do \
+		name=$${p%@*}; want=$${p##*@}; \
+		have=$$(node -p "require('./$(NODE_DIR)/node_modules/$$name/package.json').version" 2>/dev/null || true); \
+		if [ "$$have" != "$$want" ]; then \
+			echo "npm installing $$p into $(NODE_DIR)"; \
+			npm install --prefix $(NODE_DIR) --save-exact --no-package-lock --no-audit --no-fund $$p || exit 1; \
+		fi; \
+	done
 
 test: vet unit fuzz
 

@@ -24,6 +24,7 @@ type Config struct {
 	Firewall   Firewall    `toml:"firewall"`
 	Metrics    Metrics     `toml:"metrics"`
 	Journal    Journal     `toml:"journal"`
+	Page       Page        `toml:"page"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }
@@ -101,6 +102,14 @@ type Firewall struct {
 type Metrics struct {
 	Enabled bool   `toml:"enabled"`
 	Listen  string `toml:"listen"` // HOST:PORT; loopback by default
+}
+
+// Page configures the page served at / on the websocket listeners.
+type Page struct {
+	Title string `toml:"title"`
+	// Hostname is the name the instructions tell clients to connect to;
+	// "" = the first ACME domain, else the host the visitor asked for.
+	Hostname string `toml:"hostname"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s", "1m30s").

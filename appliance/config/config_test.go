@@ -65,6 +65,9 @@ func TestDefaultsAndValues(t *testing.T) {
 	if len(c.Publishers) != 1 || len(c.Publishers[0].Topics) != 2 {
 		t.Errorf("publishers = %+v", c.Publishers)
 	}
+	if c.Page != (Page{Title: "OpenDev firehose", Hostname: "firehose.opendev.org"}) {
+		t.Errorf("page = %+v", c.Page)
+	}
 	g, err := Parse("g.toml", []byte("[[gerrit]]\nname='a'\nhost='h'\nuser='u'\nkey_file='testdata/ok-full.toml'\nknown_hosts='testdata/ok-full.toml'\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +80,7 @@ func TestDefaultsAndValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if empty.Broker.MaxClients != 50000 || empty.TLS.Mode != TLSOff || empty.Firewall.Enabled ||
-		empty.Metrics.Enabled || empty.Metrics.Listen != "127.0.0.1:9883" {
+		empty.Metrics.Enabled || empty.Metrics.Listen != "127.0.0.1:9883" || empty.Page.Title != "firehose" || empty.Page.Hostname != "" {
 		t.Errorf("defaults = %+v", empty)
 	}
 }

@@ -28,6 +28,7 @@ func Default() *Config {
 		// no config opens a port it does not name; loopback when on.
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Journal:  defaultJournal(),
+		Page:     Page{Title: "firehose"},
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -134,7 +136,43 @@ func (c *Config) validate() []fieldError {
 		}
 	}
 	c.Journal.validate(&v)
+	p := c.Page
+	v.check(p.Title != "" && utf8.RuneCountInString(p.Title) <= 100 && printable(p.Title), Key{"page", "title"}, "must be 1 to 100 printable characters")
+	if p.Hostname != "" {
+		v.check(ValidHostname(p.Hostname), Key{"page", "hostname"}, "%q is not a host name or IP address (write it without scheme or port, like \"firehose.example.org\")", p.Hostname)
+	}
 	return v.errs
+}
+
+// ValidHostname reports whether h is a DNS name or an IP address, as clients
+// are told to connect to it.
+func ValidHostname(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 type validator struct{ errs []fieldError }

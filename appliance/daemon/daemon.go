@@ -36,6 +36,7 @@ import (
 	"github.com/firehose/firehose/appliance/metrics"
 	"github.com/firehose/firehose/appliance/tlsconf"
 	"github.com/firehose/firehose/appliance/version"
+	"github.com/firehose/firehose/appliance/web"
 )
 
 // ShutdownTimeout bounds how long SIGTERM may take.
@@ -71,6 +72,8 @@ type Daemon struct {
 	control *control.Server
 	metrics *metrics.Metrics
 	journal *journal.Journal // nil when [journal] enabled = false
+	web     *web.Handler
+	addrs   map[string]net.Addr // of the sockets served, by name
 }
 
 // Run starts the appliance from the config at path and serves until ctx is
@@ -155,6 +158,8 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	}
 	// ACME answers its challenges on these very sockets (80 and 443).
 	d.tls.SetListenerAddrs(byName["ws"], byName["wss"])
+	d.addrs = byName
+	d.web = web.New(pageOptions(cfg, byName))
 
 	broker.TuneGC()
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
@@ -170,9 +175,9 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 		case "mqtts":
 			err = d.broker.ServeMQTT(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true)
 		case "ws":
-			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, func(h http.Handler) http.Handler { return d.tls.HTTPHandler(api.Wrap(h)) })
+			err = d.broker.ServeWebsocket(s.Name, l, s.Source, false, func(h http.Handler) http.Handler { return d.tls.HTTPHandler(api.Wrap(d.httpHandler(h))) })
 		case "wss":
-			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, api.Wrap)
+			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, func(h http.Handler) http.Handler { return api.Wrap(d.httpHandler(h)) })
 		}
 		if err != nil {
 			return nil, err
@@ -263,6 +268,7 @@ func (d *Daemon) reload() error {
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
 	d.gerrit.Update(next.Gerrit)
+	d.web.Update(pageOptions(next, d.addrs))
 	if err := d.fw.Update(next); err != nil {
 		// The config is good; the kernel refused. Status shows it.
 		d.log.Warn("firewall", "error", err)
