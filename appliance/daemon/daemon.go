@@ -60,11 +60,62 @@ type Daemon struct {
 	lastReload atomic.Pointer[apitype.Reload]
 
 	broker  *broker.Broker
-	tls     *tlsconf.Manager
-	fw      *firewall.Manager
-	gerrit  *gerrit.Sources
+	tls     *tlsconf.Manager // also a part; start needs it before the listeners
+	parts   []Part           // in the order they were started
 	control *control.Server
 }
+
+// Part is one piece of the appliance that the daemon drives the same way
+// from start to shutdown: given every reloaded config, asked for its status
+// and its problems, closed at the end. A new piece (journal, cluster,
+// metrics) implements Part, is built from the start config in start and
+// appended to Daemon.parts; reload, status and shutdown then need no branch
+// of their own for it.
+type Part interface {
+	// Update applies a reloaded config, already validated by Prepare. An
+	// error refuses the reload: the parts updated before this one get the
+	// running config back, so a part that returns an error must have changed
+	// nothing. Trouble that is not the config's fault (the kernel refused)
+	// is no error here; Problems reports it.
+	Update(*config.Config) error
+	// Report fills the part's own fields of the status.
+	Report(*apitype.Status)
+	// Problems says why the part makes the appliance degraded; nil when it
+	// does not.
+	Problems() []string
+	// Close stops the part; parts are closed in the reverse order of start.
+	Close()
+}
+
+// tlsPart, firewallPart and gerritPart fit the existing managers to Part.
+type tlsPart struct{ *tlsconf.Manager }
+
+func (p tlsPart) Report(st *apitype.Status) { st.TLS = p.Status() }
+
+type firewallPart struct {
+	*firewall.Manager
+	log *slog.Logger
+}
+
+// Update never refuses a reload: the config is good when the kernel
+// refuses, and Problems shows why.
+func (p firewallPart) Update(c *config.Config) error {
+	if err := p.Manager.Update(c); err != nil {
+		p.log.Warn("firewall", "error", err)
+	}
+	return nil
+}
+
+func (p firewallPart) Report(st *apitype.Status) { st.Firewall = p.Status() }
+
+type gerritPart struct{ *gerrit.Sources }
+
+func (p gerritPart) Update(c *config.Config) error {
+	p.Sources.Update(c.Gerrit)
+	return nil
+}
+
+func (p gerritPart) Report(st *apitype.Status) { st.Gerrit = p.Status() }
 
 // Run starts the appliance from the config at path and serves until ctx is
 // done or SIGTERM/SIGINT arrives. SIGHUP reloads. An error before READY is
@@ -135,6 +186,7 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	if d.tls, err = tlsconf.New(cfg, log.With("component", "tls")); err != nil {
 		return nil, err
 	}
+	d.parts = append(d.parts, tlsPart{d.tls})
 	inherited, err := listen.Inherited()
 	if err != nil {
 		return nil, err
@@ -169,15 +221,15 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	}
 	// Before READY, so a host is never serving without its rules; a host
 	// where it cannot apply (no CAP_NET_ADMIN) still serves, degraded.
-	d.fw = firewall.NewManager(log.With("component", "firewall"))
-	if err := d.fw.Update(cfg); err != nil {
-		log.Warn("firewall", "error", err)
-	}
+	fw := firewallPart{firewall.NewManager(log.With("component", "firewall")), log}
+	d.parts = append(d.parts, fw)
+	_ = fw.Update(cfg)
 	if err = d.broker.Start(); err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
-	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))
-	d.gerrit.Update(cfg.Gerrit)
+	g := gerritPart{gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))}
+	d.parts = append(d.parts, g)
+	_ = g.Update(cfg)
 	if err = d.tls.Start(context.Background()); err != nil {
 		return nil, err
 	}
@@ -230,16 +282,18 @@ func (d *Daemon) reload() error {
 	if err := fixed(old, next); err != nil {
 		return err
 	}
-	// The only step that can still fail; it changes nothing when it does.
-	if err := d.tls.Update(next); err != nil {
-		return err
+	for i, p := range d.parts {
+		if err := p.Update(next); err != nil {
+			// p changed nothing; put back what the parts before it took.
+			for _, q := range d.parts[:i] {
+				if err := q.Update(old); err != nil {
+					d.log.Error("restoring the running config after a refused reload", "error", err)
+				}
+			}
+			return err
+		}
 	}
 	d.broker.Apply(broker.SettingsFrom(next))
-	d.gerrit.Update(next.Gerrit)
-	if err := d.fw.Update(next); err != nil {
-		// The config is good; the kernel refused. Status shows it.
-		d.log.Warn("firewall", "error", err)
-	}
 	d.cfg.Store(next)
 	return nil
 }
@@ -273,21 +327,15 @@ func (d *Daemon) shutdown() error {
 }
 
 // stopParts stops whatever has been started, in the order that loses
-// nothing: no new requests, Gerrit positions saved while the broker still
-// takes events, then clients closed. The firewall table stays: a restart
+// nothing: no new requests, the parts in reverse (Gerrit positions saved
+// while the broker still takes events), then clients closed. The firewall table stays: a restart
 // must not open the host.
 func (d *Daemon) stopParts() {
 	if d.control != nil {
 		d.control.Close()
 	}
-	if d.gerrit != nil {
-		d.gerrit.Close()
-	}
-	if d.tls != nil {
-		d.tls.Close()
-	}
-	if d.fw != nil {
-		d.fw.Close()
+	for i := len(d.parts) - 1; i >= 0; i-- {
+		d.parts[i].Close()
 	}
 	if d.broker != nil {
 		d.broker.Drain()
@@ -316,12 +364,10 @@ func (d *Daemon) Status() *apitype.Status {
 	for _, p := range cfg.Publishers {
 		st.Publishers = append(st.Publishers, p.Username)
 	}
-	st.TLS = d.tls.Status()
-	st.Reasons = append(st.Reasons, d.tls.Problems()...)
-	st.Gerrit = d.gerrit.Status()
-	st.Reasons = append(st.Reasons, d.gerrit.Problems()...)
-	st.Firewall = d.fw.Status()
-	st.Reasons = append(st.Reasons, d.fw.Problems()...)
+	for _, p := range d.parts {
+		p.Report(st)
+		st.Reasons = append(st.Reasons, p.Problems()...)
+	}
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
 	}
