@@ -166,33 +166,49 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 	}
 }
 
-func start(path string, log *slog.Logger) (d *Daemon, err error) {
+func start(path string, log *slog.Logger) (*Daemon, error) {
 	cfg, err := Prepare(path)
 	if err != nil {
 		return nil, err
 	}
-	d = &Daemon{log: log, path: path, started: time.Now()}
+	if err := usableStateDir(cfg); err != nil {
+		return nil, err
+	}
+	d := &Daemon{log: log, path: path, started: time.Now()}
 	d.cfg.Store(cfg)
+	if err := d.open(cfg); err != nil {
+		d.stopParts()
+		return nil, err
+	}
+	return d, nil
+}
+
+// open builds and starts every part from cfg, in the order that never
+// serves a client unprotected. On error the caller stops what was started.
+func (d *Daemon) open(cfg *config.Config) (err error) {
+	log := d.log
 	var sockets []*listen.Socket
 	defer func() {
 		if err != nil {
 			for _, s := range sockets {
 				s.Close()
 			}
-			d.stopParts()
 		}
 	}()
 
 	if d.tls, err = tlsconf.New(cfg, log.With("component", "tls")); err != nil {
-		return nil, err
+		return err
 	}
 	d.parts = append(d.parts, tlsPart{d.tls})
 	inherited, err := listen.Inherited()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if sockets, err = listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log); err != nil {
-		return nil, err
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w (another program listens there; see: ss -ltnp)", err)
+		}
+		return err
 	}
 	byName := map[string]net.Addr{}
 	for _, s := range sockets {
@@ -216,7 +232,7 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, nil)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// Before READY, so a host is never serving without its rules; a host
@@ -225,18 +241,38 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	d.parts = append(d.parts, fw)
 	_ = fw.Update(cfg)
 	if err = d.broker.Start(); err != nil {
-		return nil, fmt.Errorf("starting broker: %w", err)
+		return fmt.Errorf("starting broker: %w", err)
 	}
 	g := gerritPart{gerrit.NewSources(cfg.Broker.StateDir, d.broker, log.With("component", "gerrit"))}
 	d.parts = append(d.parts, g)
 	_ = g.Update(cfg)
 	if err = d.tls.Start(context.Background()); err != nil {
-		return nil, err
+		return err
 	}
-	if d.control, err = control.Listen(cfg.Control.Socket, d, log); err != nil {
-		return nil, err
+	d.control, err = control.Listen(cfg.Control.Socket, d, log)
+	return err
+}
+
+// usableStateDir makes sure state_dir is a directory the daemon can read and
+// write, so a wrong owner or a file in its place stops the start with one
+// line instead of failing later, deep inside a Gerrit source or ACME.
+func usableStateDir(c *config.Config) error {
+	dir := c.Broker.StateDir
+	fail := func(err error) error {
+		return c.ErrorAt(config.Key{"broker", "state_dir"}, "%s is not usable: %v", dir, err)
 	}
-	return d, nil
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fail(err)
+	}
+	if _, err := os.ReadDir(dir); err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(dir, ".firehose-probe-*")
+	if err != nil {
+		return fail(err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // listenerSpecs names the sockets the config asks for. The TLS listeners
