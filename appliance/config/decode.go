@@ -4,22 +4,79 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
 
-// Load reads, parses and validates the file at path.
+// MaxFileSize bounds a config file, and any file it names that is read whole.
+const MaxFileSize = 16 << 20
+
+// Load reads, parses and validates the file at path, which must be a
+// regular file.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	return Parse(path, src)
+}
+
+// ReadRegular reads the regular file at path. Anything else is refused
+// before a byte is read: a named pipe or a device would block a reload for
+// ever, or never end. The open itself is non-blocking (opening a FIFO
+// otherwise waits for a writer).
+func ReadRegular(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, MaxFileSize>>20)
+	}
+	return b, nil
+}
+
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	return f, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
 }
 
 // Parse parses and validates src, naming path in errors.

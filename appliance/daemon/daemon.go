@@ -36,6 +36,12 @@ import (
 // ShutdownTimeout bounds how long SIGTERM may take.
 const ShutdownTimeout = 10 * time.Second
 
+// ReloadReadTimeout bounds how long a reload may spend reading and checking
+// the config and the files it names. Only regular files are read, so this
+// is for a file system that hangs; the reload then fails and the running
+// config stays.
+const ReloadReadTimeout = 30 * time.Second
+
 // Prepare loads path and runs every check that start and reload share, so a
 // config that passes `firehosectl check` is one the daemon accepts.
 func Prepare(path string) (*config.Config, error) {
@@ -55,7 +61,14 @@ type Daemon struct {
 	path    string
 	started time.Time
 
-	reloadMu   sync.Mutex // one reload at a time
+	reloadMu   sync.Mutex    // one reload at a time
+	reloadReq  chan struct{} // SIGHUPs waiting for the reloader, at most one
+	preparing  atomic.Bool   // a Prepare is running, maybe stuck past its timeout
+	prepare    func(string) (*config.Config, error)
+	readLimit  time.Duration
+	applyMu    sync.Mutex // held while a reload changes parts; shutdown takes it
+	stopping   bool       // under applyMu: parts are closing, reloads must not touch them
+	done       chan struct{}
 	cfg        atomic.Pointer[config.Config]
 	lastReload atomic.Pointer[apitype.Reload]
 
@@ -142,13 +155,17 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	statusTick := time.NewTicker(10 * time.Second)
 	defer statusTick.Stop()
+	go d.reloader()
 
 	for {
 		select {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if err := d.Reload(); err != nil {
-					log.Error("reload rejected; the running config stays", "error", err)
+				// Never here: a reload must not hold up SIGTERM or the
+				// watchdog. A storm of SIGHUPs makes one more reload.
+				select {
+				case d.reloadReq <- struct{}{}:
+				default:
 				}
 				continue
 			}
@@ -174,13 +191,18 @@ func start(path string, log *slog.Logger) (*Daemon, error) {
 	if err := usableStateDir(cfg); err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, path: path, started: time.Now()}
+	d := newDaemon(path, log)
 	d.cfg.Store(cfg)
 	if err := d.open(cfg); err != nil {
 		d.stopParts()
 		return nil, err
 	}
 	return d, nil
+}
+
+func newDaemon(path string, log *slog.Logger) *Daemon {
+	return &Daemon{log: log, path: path, started: time.Now(), prepare: Prepare, readLimit: ReloadReadTimeout,
+		reloadReq: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // open builds and starts every part from cfg, in the order that never
@@ -297,6 +319,11 @@ func (d *Daemon) Reload() error {
 	defer d.reloadMu.Unlock()
 	notify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
 	err := d.reload()
+	select {
+	case <-d.done:
+		return err // stopping: no READY=1 after STOPPING=1
+	default:
+	}
 	r := &apitype.Reload{Time: time.Now(), OK: err == nil}
 	if err != nil {
 		r.Error = err.Error()
@@ -309,10 +336,29 @@ func (d *Daemon) Reload() error {
 	return err
 }
 
+// reloader runs the reloads SIGHUP asks for, one at a time, until shutdown.
+func (d *Daemon) reloader() {
+	for {
+		select {
+		case <-d.reloadReq:
+			if err := d.Reload(); err != nil {
+				d.log.Error("reload rejected; the running config stays", "error", err)
+			}
+		case <-d.done:
+			return
+		}
+	}
+}
+
 func (d *Daemon) reload() error {
-	next, err := Prepare(d.path)
+	next, err := d.prepareBounded()
 	if err != nil {
 		return err
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	if d.stopping {
+		return errors.New("firehose is shutting down")
 	}
 	old := d.cfg.Load()
 	if err := fixed(old, next); err != nil {
@@ -332,6 +378,36 @@ func (d *Daemon) reload() error {
 	d.broker.Apply(broker.SettingsFrom(next))
 	d.cfg.Store(next)
 	return nil
+}
+
+// prepareBounded runs Prepare for a reload, giving up after d.readLimit or
+// at shutdown. A read that hangs cannot be interrupted; it is left behind,
+// and later reloads fail at once until it returns, so hung reads never pile
+// up.
+func (d *Daemon) prepareBounded() (*config.Config, error) {
+	if !d.preparing.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("an earlier reload is still reading %s or a file it names, past its %s limit; the running config stays", d.path, d.readLimit)
+	}
+	type result struct {
+		c   *config.Config
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer d.preparing.Store(false)
+		c, err := d.prepare(d.path)
+		ch <- result{c, err}
+	}()
+	t := time.NewTimer(d.readLimit)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("reading %s and the files it names took longer than %s (a hung file system?); the running config stays", d.path, d.readLimit)
+	case <-d.done:
+		return nil, errors.New("firehose is shutting down")
+	}
 }
 
 // fixed refuses changes that only a restart can make, by name.
@@ -357,6 +433,11 @@ func fixed(old, next *config.Config) error {
 
 func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
+	// A reload still reading files gives up; one applying finishes first.
+	close(d.done)
+	d.applyMu.Lock()
+	d.stopping = true
+	d.applyMu.Unlock()
 	d.stopParts()
 	d.log.Info("stopped")
 	return nil
