@@ -22,6 +22,9 @@ type Status struct {
 	Messages      Messages   `json:"messages"`
 	Publishers    []string   `json:"publishers"`
 	LastReload    *Reload    `json:"last_reload,omitempty"`
+	// Redacted is set for a peer that may not read the config: the
+	// reasons, reload error, publishers and the parts' sections are left out.
+	Redacted bool `json:"redacted,omitempty"`
 
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`

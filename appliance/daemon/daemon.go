@@ -141,7 +141,9 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 
 	d, err := start(path, log)
 	if err != nil {
-		notify("STATUS=failed to start: " + oneLine(err))
+		// The reason goes to the journal (stderr), not to STATUS=, which
+		// every user can read and which would quote the config.
+		notify("STATUS=failed to start: see journalctl -u firehose")
 		return err
 	}
 	notify(sd.SdNotifyReady + "\nSTATUS=" + d.summary())
@@ -495,13 +497,15 @@ func (d *Daemon) Status() *apitype.Status {
 	return st
 }
 
-// summary is the one-line STATUS= systemd shows.
+// summary is the one-line STATUS= systemd shows. Any user may read it
+// (systemctl status), so it says how many problems there are, never what
+// they are: they quote the config.
 func (d *Daemon) summary() string {
 	st := d.Status()
 	s := fmt.Sprintf("%s: %d clients, %d subscriptions, %.0f msg/s in, %.0f msg/s out",
 		st.State, st.Clients, st.Subscriptions, st.Messages.ReceivedPerSec, st.Messages.SentPerSec)
-	if len(st.Reasons) > 0 {
-		s += "; " + st.Reasons[0]
+	if n := len(st.Reasons); n > 0 {
+		s += fmt.Sprintf("; %d problem(s): see sudo firehosectl status", n)
 	}
 	return s
 }
