@@ -212,10 +212,8 @@ func suggest(t reflect.Type, key string) string {
 			known = append(known, tag)
 		}
 	}
-	for _, k := range known {
-		if strings.EqualFold(strings.ReplaceAll(k, "_", ""), strings.ReplaceAll(strings.ReplaceAll(key, "_", ""), "-", "")) {
-			return fmt.Sprintf(" (did you mean %q?)", k)
-		}
+	if near := nearest(key, known); len(near) > 0 {
+		return fmt.Sprintf(" (did you mean %s?)", quoteOr(near))
 	}
 	return fmt.Sprintf(" (known keys: %s)", strings.Join(known, ", "))
 }
