@@ -262,3 +262,55 @@ func tomlType(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// ControlSocket returns the [control] socket of the file at path, for the
+// commands that look for a running daemon. Unlike Load it checks nothing
+// else and gets past errors elsewhere in the file, even TOML syntax errors,
+// since a daemon whose file was broken after it started is still running on
+// the socket named there.
+func ControlSocket(path string) (string, error) {
+	src, err := ReadRegular(path)
+	if err != nil {
+		return "", err
+	}
+	return controlSocket(src), nil
+}
+
+func controlSocket(src []byte) string {
+	def := Default().Control.Socket
+	var f struct {
+		Control struct {
+			Socket any `toml:"socket"`
+		} `toml:"control"`
+	}
+	if _, err := toml.Decode(string(src), &f); err == nil {
+		if s, ok := f.Control.Socket.(string); ok {
+			return s
+		}
+		return def
+	}
+	// Not TOML: look for the line, the way a reader of the file would.
+	table := ""
+	for line := range strings.Lines(string(src)) {
+		l := strings.TrimSpace(line)
+		if strings.HasPrefix(l, "[") {
+			table, _, _ = strings.Cut(strings.Trim(l, "[ \t"), "]")
+			table = strings.TrimSpace(table)
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if (table == "control" && k == "socket") || (table == "" && k == "control.socket") {
+			var s struct {
+				V string `toml:"v"`
+			}
+			if _, err := toml.Decode("v = "+strings.TrimSpace(v), &s); err == nil {
+				return s.V
+			}
+		}
+	}
+	return def
+}
