@@ -114,7 +114,7 @@ func printStatus(st *apitype.Status) {
 				state = "in place"
 			}
 		}
-		fmt.Fprintf(w, "\nfirewall:\t%s (table inet %s)\n", state, f.Table)
+		fmt.Fprintf(w, "\nfirewall:\t%s (table %s)\n", state, f.Table)
 		if !f.LastApplied.IsZero() {
 			fmt.Fprintf(w, "  last applied:\t%s\treapplied %d times\n", f.LastApplied.Format(time.RFC3339), f.Reapplied)
 		}
