@@ -43,7 +43,7 @@ func Main(args []string) int {
 	app := &cli.App{
 		Name:    "firehosectl",
 		Usage:   "the firehose appliance: a public MQTT event bus, and the tool to run it",
-		Version: version.Version,
+		Version: version.String(),
 		Description: "firehosectl serve runs the daemon; the other commands operate it through its\n" +
 			"control socket. Anyone may subscribe to any topic; only the publishers in the\n" +
 			"config may publish, each under its own topics.",

@@ -54,3 +54,11 @@ func TestStatusNamesTheFirewallTableOnce(t *testing.T) {
 		t.Fatalf("status shows:\n%s", out.String())
 	}
 }
+
+// Issue 15: an unstamped build (go run, go test) said "dev" and no more.
+func TestVersionSaysWhenUnstamped(t *testing.T) {
+	code, out, _ := run(t, "version")
+	if code != 0 || !strings.Contains(out, "built without a version stamp") || !strings.Contains(out, "make build") {
+		t.Fatalf("version: exit %d: %q", code, out)
+	}
+}

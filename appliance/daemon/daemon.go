@@ -147,7 +147,7 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 		return err
 	}
 	notify(sd.SdNotifyReady + "\nSTATUS=" + d.summary())
-	log.Info("firehose ready", "version", version.Version, "config", path)
+	log.Info("firehose ready", "version", version.String(), "config", path)
 
 	var watchdog <-chan time.Time
 	if interval, err := sd.SdWatchdogEnabled(false); err == nil && interval > 0 {
@@ -469,7 +469,7 @@ func (d *Daemon) Status() *apitype.Status {
 	cfg := d.cfg.Load()
 	bs := d.broker.Status()
 	st := &apitype.Status{
-		Version:       version.Version,
+		Version:       version.String(),
 		Config:        d.path,
 		Started:       d.started.UTC(),
 		UptimeSeconds: time.Since(d.started).Seconds(),
