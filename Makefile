@@ -13,7 +13,7 @@ FUZZTIME ?= 10s
 # namespaces, and the tools that build and check the packages and boot a
 # systemd container.
 DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt iproute2 nftables \
-	debootstrap systemd-container dpkg-dev lintian rpm rpmlint
+	debootstrap systemd-container dpkg-dev lintian rpm rpmlint openssl
 
 .DEFAULT_GOAL := build
 .PHONY: build run deps test vet unit fuzz ci

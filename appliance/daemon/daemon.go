@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,9 +229,18 @@ func (d *Daemon) open(cfg *config.Config) (err error) {
 	if err != nil {
 		return err
 	}
-	if sockets, err = listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
+	specs := listenerSpecs(cfg, d.tls.Enabled())
+	d.parts = append(d.parts, unservedSockets(specs, inherited))
+	if sockets, err = listen.Open(specs, inherited, log); err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
 			err = fmt.Errorf("%w (another program listens there; see: ss -ltnp)", err)
+		case errors.Is(err, syscall.EACCES):
+			for _, sp := range specs {
+				if strings.HasPrefix(err.Error(), "listener "+sp.Name+":") {
+					err = fmt.Errorf("%w (a port below 1024 needs its socket from systemd: systemctl enable --now firehose-%s.socket)", err, sp.Name)
+				}
+			}
 		}
 		return err
 	}
@@ -298,6 +308,37 @@ func usableStateDir(c *config.Config) error {
 	f.Close()
 	return os.Remove(f.Name())
 }
+
+// unservedSockets is the problem of sockets systemd hands over that the
+// config does not serve (mqtts and wss with TLS off, after their units were
+// enabled): listen.Open closes the daemon's copies, but the socket units
+// keep the ports open, and connections there hang unanswered.
+func unservedSockets(specs []listen.Spec, inherited map[string][]net.Listener) Part {
+	wanted := map[string]bool{}
+	for _, sp := range specs {
+		wanted[sp.Name] = true
+	}
+	var p staticProblems
+	for name, ls := range inherited {
+		if wanted[name] {
+			continue
+		}
+		for _, l := range ls {
+			p = append(p, fmt.Sprintf("systemd holds %s open for the %s listener, which the config does not serve (mqtts and wss need [tls] mode); stop it: systemctl disable --now firehose-%s.socket", l.Addr(), name, name))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// staticProblems is a Part with problems fixed at start: only a restart
+// changes what systemd hands over.
+type staticProblems []string
+
+func (staticProblems) Update(*config.Config) error { return nil }
+func (staticProblems) Report(*apitype.Status)      {}
+func (p staticProblems) Problems() []string        { return p }
+func (staticProblems) Close()                      {}
 
 // listenerSpecs names the sockets the config asks for. The TLS listeners
 // exist only with TLS on; a socket systemd hands over for them otherwise is
