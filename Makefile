@@ -8,11 +8,11 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/firehose/firehose/appliance/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-# Debian packages the tests use: MQTT clients nobody here wrote, Mosquitto for
-# the benchmark, nftables and iproute2 for firewall tests in network
-# namespaces, and the tools that build and check the packages and boot a
-# systemd container.
-DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt iproute2 nftables \
+# Debian packages the tests use: a C compiler for -race, MQTT clients nobody
+# here wrote, Mosquitto for the benchmark, nftables and iproute2 for firewall
+# tests in network namespaces, and the tools that build and check the
+# packages and boot a systemd container.
+DEPS_APT := gcc libc6-dev git mosquitto mosquitto-clients python3-paho-mqtt iproute2 nftables \
 	debootstrap systemd-container dpkg-dev lintian rpm rpmlint openssl
 
 .DEFAULT_GOAL := build
