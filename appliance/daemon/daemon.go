@@ -318,16 +318,19 @@ func unservedSockets(specs []listen.Spec, inherited map[string][]net.Listener) P
 	for _, sp := range specs {
 		wanted[sp.Name] = true
 	}
-	var p staticProblems
-	for name, ls := range inherited {
-		if wanted[name] {
-			continue
+	names := make([]string, 0, len(inherited))
+	for name := range inherited {
+		if !wanted[name] {
+			names = append(names, name)
 		}
-		for _, l := range ls {
+	}
+	sort.Strings(names)
+	var p staticProblems
+	for _, name := range names {
+		for _, l := range inherited[name] {
 			p = append(p, fmt.Sprintf("systemd holds %s open for the %s listener, which the config does not serve (mqtts and wss need [tls] mode); stop it: systemctl disable --now firehose-%s.socket", l.Addr(), name, name))
 		}
 	}
-	sort.Strings(p)
 	return p
 }
 
