@@ -238,7 +238,8 @@ func (d *Daemon) open(cfg *config.Config) (err error) {
 		case errors.Is(err, syscall.EACCES):
 			for _, sp := range specs {
 				if strings.HasPrefix(err.Error(), "listener "+sp.Name+":") {
-					err = fmt.Errorf("%w (a port below 1024 needs its socket from systemd: systemctl enable --now firehose-%s.socket)", err, sp.Name)
+					// systemd refuses to start a socket unit while its service runs.
+					err = fmt.Errorf("%w (a port below 1024 needs its socket from systemd: systemctl stop firehose; systemctl enable --now firehose-%s.socket; systemctl start firehose)", err, sp.Name)
 				}
 			}
 		}
@@ -328,7 +329,7 @@ func unservedSockets(specs []listen.Spec, inherited map[string][]net.Listener) P
 	var p staticProblems
 	for _, name := range names {
 		for _, l := range inherited[name] {
-			p = append(p, fmt.Sprintf("systemd holds %s open for the %s listener, which the config does not serve (mqtts and wss need [tls] mode); stop it: systemctl disable --now firehose-%s.socket", l.Addr(), name, name))
+			p = append(p, fmt.Sprintf("systemd holds %s open for the %s listener, which the config does not serve (mqtts and wss need [tls] mode); stop it: systemctl disable --now firehose-%s.socket; systemctl restart firehose", l.Addr(), name, name))
 		}
 	}
 	return p

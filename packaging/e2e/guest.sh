@@ -253,8 +253,10 @@ install -m 0644 /srv/tls/cert.pem /etc/firehose/tls/cert.pem
 install -m 0640 -o root -g firehose /srv/tls/key.pem /etc/firehose/tls/key.pem
 sed -i 's|^mode = "off"|mode = "files"\ncert_file = "/etc/firehose/tls/cert.pem"\nkey_file = "/etc/firehose/tls/key.pem"|' $CONF
 check "the TLS config passes check" 'firehosectl check --config $CONF >/dev/null'
+# systemd refuses to start a socket unit while its service is active.
+check "systemctl stop firehose" 'systemctl stop firehose'
 check "systemctl enable --now the TLS sockets" "systemctl enable --now $TLS_SOCKETS"
-check "systemctl restart firehose" 'systemctl restart firehose'
+check "systemctl start firehose" 'systemctl start firehose'
 check_within 15 "service active" 'active firehose.service'
 check "8883 and 443 listening" 'listening 8883 && listening 443'
 check_within 10 "status 0" 'firehosectl status >/dev/null'
