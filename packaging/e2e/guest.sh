@@ -260,7 +260,7 @@ check "systemctl start firehose" 'systemctl start firehose'
 check_within 15 "service active" 'active firehose.service'
 check "8883 and 443 listening" 'listening 8883 && listening 443'
 check_within 10 "status 0" 'firehosectl status >/dev/null'
-firehosectl status --json >$T/status-tls.json 2>&1
+firehosectl status --json >$T/status-tls.json
 check "all four listeners from systemd" 'python3 /srv/e2e/listeners.py $T/status-tls.json && grep -q "\"mqtts\"" $T/status-tls.json && grep -q "\"wss\"" $T/status-tls.json'
 mosquitto_sub -h $H -p 8883 --cafile /srv/tls/cert.pem -t 'e2e/#' -v -C 1 -W 15 >$T/sub-tls.out 2>&1 &
 SUB=$!

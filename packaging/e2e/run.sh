@@ -93,9 +93,10 @@ else
 fi
 echo firehose-e2e >"$work/root/etc/hostname"
 
-# A self-signed certificate for the TLS step, valid for 127.0.0.1.
+# A self-signed certificate for the TLS step, valid for 127.0.0.1 (and for
+# longer than the 14 days before expiry that make status degraded).
 mkdir -p "$work/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
 	-subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
 	-keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" >"$work/openssl.log" 2>&1 ||
 	die "openssl req failed: $(cat "$work/openssl.log")"
