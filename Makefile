@@ -8,13 +8,13 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/firehose/firehose/appliance/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-# Debian packages the tests use: MQTT clients nobody here wrote, curl to read
-# the journal's event stream, Chromium for the page's browser test, Mosquitto
-# for the benchmark, nftables and iproute2 for firewall tests in network
-# namespaces, and the tools that build and check the packages and boot a
-# systemd container.
-DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt curl iproute2 nftables \
-	debootstrap systemd-container dpkg-dev lintian rpm rpmlint chromium
+# Debian packages the tests use: a C compiler for -race, MQTT clients nobody
+# here wrote, curl to read the journal's event stream, Chromium for the page's
+# browser test, Mosquitto for the benchmark, nftables and iproute2 for
+# firewall tests in network namespaces, and the tools that build and check the
+# packages and boot a systemd container.
+DEPS_APT := gcc libc6-dev git mosquitto mosquitto-clients python3-paho-mqtt curl iproute2 nftables \
+	debootstrap systemd-container dpkg-dev lintian rpm rpmlint openssl chromium
 
 # npm packages only tests use, installed by name into a gitignored directory
 # and recorded there (--save-exact: npm prunes what its package.json lacks,

@@ -26,6 +26,9 @@ type Status struct {
 	// credentials), "acl" (a publish outside the client's rights),
 	// "max_clients", and the limits that hardening adds.
 	Refusals map[string]int64 `json:"refusals,omitempty"`
+	// Redacted is set for a peer that may not read the config: the
+	// reasons, reload error, publishers and the parts' sections are left out.
+	Redacted bool `json:"redacted,omitempty"`
 
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`

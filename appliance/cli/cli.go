@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -42,7 +43,7 @@ func Main(args []string) int {
 	app := &cli.App{
 		Name:    "firehosectl",
 		Usage:   "the firehose appliance: a public MQTT event bus, and the tool to run it",
-		Version: version.Version,
+		Version: version.String(),
 		Description: "firehosectl serve runs the daemon; the other commands operate it through its\n" +
 			"control socket. Anyone may subscribe to any topic; only the publishers in the\n" +
 			"config may publish, each under its own topics.",
@@ -73,23 +74,32 @@ var configFlag = &cli.StringFlag{
 	Name:    "config",
 	Aliases: []string{"c"},
 	Value:   config.DefaultPath,
+	EnvVars: []string{"FIREHOSE_CONFIG"},
 	Usage:   "the configuration file",
 }
 
 var socketFlag = &cli.StringFlag{
-	Name:  "socket",
-	Usage: "the daemon's control socket (default: [control] socket from --config)",
+	Name:    "socket",
+	EnvVars: []string{"FIREHOSE_SOCKET"},
+	Usage:   "the daemon's control socket (default: [control] socket from --config)",
 }
 
-// client finds the control socket: --socket, else the config's [control]
-// socket, else the packaged default. A config that does not parse still
-// lets status reach a running daemon.
+// client finds the control socket: --socket, else the [control] socket of
+// --config, else the packaged default when that file does not exist. The
+// config is read leniently, only for the socket, so that a file with errors
+// still leads to its daemon, which then says what is wrong with it.
 func client(c *cli.Context) *control.Client {
 	if s := c.String("socket"); s != "" {
-		return &control.Client{Socket: s}
+		return &control.Client{Socket: s, From: "given by --socket or FIREHOSE_SOCKET"}
 	}
-	if cfg, err := config.Load(c.String("config")); err == nil {
-		return &control.Client{Socket: cfg.Control.Socket}
+	path := c.String("config")
+	sock, err := config.ControlSocket(path)
+	if err != nil {
+		def := config.Default().Control.Socket
+		if errors.Is(err, fs.ErrNotExist) {
+			return &control.Client{Socket: def, From: "the default, as " + path + " does not exist"}
+		}
+		return &control.Client{Socket: def, From: fmt.Sprintf("the default, as the config cannot be read (%v)", err)}
 	}
-	return &control.Client{Socket: config.Default().Control.Socket}
+	return &control.Client{Socket: sock, From: "the [control] socket of " + path}
 }

@@ -65,7 +65,11 @@ func printStatus(st *apitype.Status) {
 	fmt.Fprintf(w, "messages in:\t%.1f/s\t%d total\n", m.ReceivedPerSec, m.ReceivedTotal)
 	fmt.Fprintf(w, "messages out:\t%.1f/s\t%d total\n", m.SentPerSec, m.SentTotal)
 	fmt.Fprintf(w, "messages dropped:\t%.1f/s\t%d total\n", m.DroppedPerSec, m.DroppedTotal)
-	fmt.Fprintf(w, "publishers:\t%s\n", orNone(strings.Join(st.Publishers, ", ")))
+	if st.Redacted {
+		fmt.Fprintf(w, "publishers:\t(hidden: only root, the daemon's user and group %s see the details)\n", control.Group)
+	} else {
+		fmt.Fprintf(w, "publishers:\t%s\n", orNone(strings.Join(st.Publishers, ", ")))
+	}
 	if r := st.LastReload; r != nil {
 		res := "ok"
 		if !r.OK {
@@ -113,7 +117,7 @@ func printStatus(st *apitype.Status) {
 				state = "in place"
 			}
 		}
-		fmt.Fprintf(w, "\nfirewall:\t%s (table inet %s)\n", state, f.Table)
+		fmt.Fprintf(w, "\nfirewall:\t%s (table %s)\n", state, f.Table)
 		if !f.LastApplied.IsZero() {
 			fmt.Fprintf(w, "  last applied:\t%s\treapplied %d times\n", f.LastApplied.Format(time.RFC3339), f.Reapplied)
 		}

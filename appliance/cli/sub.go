@@ -45,8 +45,11 @@ func subCommand() *cli.Command {
 			&cli.IntFlag{Name: "count", Aliases: []string{"C"}, Usage: "exit after this many messages"},
 			&cli.IntFlag{Name: "qos", Aliases: []string{"q"}, Value: 0},
 			&cli.StringFlag{Name: "since", Usage: "replay from a sequence number, an RFC 3339 time or a duration ago, then follow live"},
+			// -h is the host, as in mosquitto_sub, so the usual help flag
+			// is hidden and --help declared alone; the library shows the
+			// help when a flag named "help" is set.
+			&cli.BoolFlag{Name: "help", Usage: "show help", DisableDefaultText: true},
 		},
-		// -h is the host, as in mosquitto_sub.
 		HideHelp: true,
 		Action: func(c *cli.Context) error {
 			if c.IsSet("since") {

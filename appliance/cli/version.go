@@ -13,7 +13,7 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print the version",
 		Action: func(*cli.Context) error {
-			fmt.Fprintln(Stdout, version.Version)
+			fmt.Fprintln(Stdout, version.String())
 			return nil
 		},
 	}

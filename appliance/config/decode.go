@@ -4,22 +4,79 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
 
-// Load reads, parses and validates the file at path.
+// MaxFileSize bounds a config file, and any file it names that is read whole.
+const MaxFileSize = 16 << 20
+
+// Load reads, parses and validates the file at path, which must be a
+// regular file.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	return Parse(path, src)
+}
+
+// ReadRegular reads the regular file at path. Anything else is refused
+// before a byte is read: a named pipe or a device would block a reload for
+// ever, or never end. The open itself is non-blocking (opening a FIFO
+// otherwise waits for a writer).
+func ReadRegular(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, MaxFileSize>>20)
+	}
+	return b, nil
+}
+
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	return f, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
 }
 
 // Parse parses and validates src, naming path in errors.
@@ -155,10 +212,8 @@ func suggest(t reflect.Type, key string) string {
 			known = append(known, tag)
 		}
 	}
-	for _, k := range known {
-		if strings.EqualFold(strings.ReplaceAll(k, "_", ""), strings.ReplaceAll(strings.ReplaceAll(key, "_", ""), "-", "")) {
-			return fmt.Sprintf(" (did you mean %q?)", k)
-		}
+	if near := nearest(key, known); len(near) > 0 {
+		return fmt.Sprintf(" (did you mean %s?)", quoteOr(near))
 	}
 	return fmt.Sprintf(" (known keys: %s)", strings.Join(known, ", "))
 }
@@ -210,4 +265,56 @@ func tomlType(v any) string {
 		return "a table"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// ControlSocket returns the [control] socket of the file at path, for the
+// commands that look for a running daemon. Unlike Load it checks nothing
+// else and gets past errors elsewhere in the file, even TOML syntax errors,
+// since a daemon whose file was broken after it started is still running on
+// the socket named there.
+func ControlSocket(path string) (string, error) {
+	src, err := ReadRegular(path)
+	if err != nil {
+		return "", err
+	}
+	return controlSocket(src), nil
+}
+
+func controlSocket(src []byte) string {
+	def := Default().Control.Socket
+	var f struct {
+		Control struct {
+			Socket any `toml:"socket"`
+		} `toml:"control"`
+	}
+	if _, err := toml.Decode(string(src), &f); err == nil {
+		if s, ok := f.Control.Socket.(string); ok {
+			return s
+		}
+		return def
+	}
+	// Not TOML: look for the line, the way a reader of the file would.
+	table := ""
+	for line := range strings.Lines(string(src)) {
+		l := strings.TrimSpace(line)
+		if strings.HasPrefix(l, "[") {
+			table, _, _ = strings.Cut(strings.Trim(l, "[ \t"), "]")
+			table = strings.TrimSpace(table)
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if (table == "control" && k == "socket") || (table == "" && k == "control.socket") {
+			var s struct {
+				V string `toml:"v"`
+			}
+			if _, err := toml.Decode("v = "+strings.TrimSpace(v), &s); err == nil {
+				return s.V
+			}
+		}
+	}
+	return def
 }

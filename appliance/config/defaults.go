@@ -27,8 +27,8 @@ func Default() *Config {
 		// Off unless the file turns it on (the packaged file does), so that
 		// no config opens a port it does not name; loopback when on.
 		Metrics: Metrics{Listen: DefaultMetricsListen},
-		Journal:  defaultJournal(),
-		Page:     Page{Title: "firehose"},
+		Journal: defaultJournal(),
+		Page:    Page{Title: "firehose"},
 	}
 }
 

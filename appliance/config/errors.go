@@ -184,3 +184,73 @@ func lookup(v any, k Key) (any, bool) {
 	}
 	return v, true
 }
+
+// nearest returns the known keys closest to a misspelt key, when they are
+// close enough to be what was meant: the fewest single-letter edits
+// (insert, delete, replace, swap two neighbours), ignoring case and
+// treating '-' as '_', and also ignoring '_' altogether ("maxpacketsize").
+// A key of n letters may be off by 1 + n/5 edits.
+func nearest(key string, known []string) []string {
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
+	bare := func(s string) string { return strings.ReplaceAll(norm(s), "_", "") }
+	limit := 1 + len(key)/5
+	best := limit + 1
+	var out []string
+	for _, k := range known {
+		d := min(editDistance(norm(key), norm(k)), editDistance(bare(key), bare(k)))
+		switch {
+		case d < best:
+			best, out = d, []string{k}
+		case d == best:
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// editDistance is the optimal string alignment distance between a and b,
+// counted in bytes (keys are ASCII). Keys are short; a and b are cut at 64
+// bytes so that a hostile file costs nothing.
+func editDistance(a, b string) int {
+	const maxLen = 64
+	if len(a) > maxLen {
+		a = a[:maxLen]
+	}
+	if len(b) > maxLen {
+		b = b[:maxLen]
+	}
+	// Three rows: two back for transpositions.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}
+
+// quoteOr writes ["a", "b", "c"] as "a", "b" or "c".
+func quoteOr(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}

@@ -194,7 +194,8 @@ func (v *validator) readable(path string, k Key, what string) {
 		v.fail(k, "is required: %s", what)
 		return
 	}
-	f, err := os.Open(path)
+	// Regular files only: the checks that read it later must not block.
+	f, err := openRegular(path)
 	if err != nil {
 		v.fail(k, "cannot read %s: %v", what, unwrapPath(err))
 		return

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"syscall"
 
 	"github.com/firehose/firehose/appliance/apitype"
@@ -20,16 +22,28 @@ const DefaultSocket = "/run/firehose/control.sock"
 // ErrNotRunning means nothing answers on the control socket.
 var ErrNotRunning = errors.New("the firehose daemon is not running")
 
-// NotRunningError says which socket was tried and what to do next.
+// NotRunningError says which socket was tried, why that one, and what to
+// do next.
 type NotRunningError struct {
 	Socket string
+	From   string // why this socket: see Client.From
 	Err    error
 }
 
 func (e *NotRunningError) Error() string {
-	return fmt.Sprintf("the firehose daemon is not running (nothing answers on %s: %v).\n"+
-		"Start it with: sudo systemctl start firehose.socket firehose.service\n"+
-		"or, without systemd: firehosectl serve --config /etc/firehose/firehose.toml", e.Socket, e.Err)
+	var b strings.Builder
+	fmt.Fprintf(&b, "the firehose daemon is not running: nothing answers on %s (%v)", e.Socket, e.Err)
+	if e.From != "" {
+		fmt.Fprintf(&b, ", %s", e.From)
+	}
+	b.WriteString(".\nFor a daemon started with another config, name it: --config FILE (or FIREHOSE_CONFIG=FILE), or its socket: --socket PATH.\n")
+	sudo := ""
+	if os.Geteuid() != 0 {
+		sudo = "sudo "
+	}
+	fmt.Fprintf(&b, "To start the installed service: %ssystemctl start firehose (its firehose-*.socket units start with it);\n"+
+		"without systemd: firehosectl serve --config FILE", sudo)
+	return b.String()
 }
 
 func (e *NotRunningError) Unwrap() error { return ErrNotRunning }
@@ -37,6 +51,9 @@ func (e *NotRunningError) Unwrap() error { return ErrNotRunning }
 // Client talks to the daemon's control socket. The zero value uses DefaultSocket.
 type Client struct {
 	Socket string
+	// From says where Socket came from ("the [control] socket of F"), for
+	// the message when nothing answers there.
+	From string
 }
 
 func (c *Client) socket() string {
@@ -83,7 +100,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	resp, err := c.http().Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return &NotRunningError{Socket: c.socket(), Err: unwrapDial(err)}
+			return &NotRunningError{Socket: c.socket(), From: c.From, Err: unwrapDial(err)}
 		}
 		return fmt.Errorf("control socket %s: %w", c.socket(), err)
 	}

@@ -47,8 +47,9 @@ type Server struct {
 type credKey struct{}
 
 // Listen creates the socket at path (replacing a stale one) and serves d.
-// The socket is world-connectable: status is public like the bus itself;
-// changing anything is checked per request from the peer's credentials.
+// The socket is world-connectable: the public view of status is public like
+// the bus itself; the rest, and changing anything, is checked per request
+// from the peer's credentials.
 func Listen(path string, d Daemon, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -102,8 +103,43 @@ func refuseBrowsers(h http.Handler) http.Handler {
 	})
 }
 
+// status serves the whole status to those who may change the daemon (they
+// can read its config anyway) and the public view to everyone else: the
+// socket is world-connectable, and a reload error, a Gerrit source or a
+// certificate path quotes the config, secrets included.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.d.Status())
+	st := s.d.Status()
+	if cred, _ := r.Context().Value(credKey{}).(*unix.Ucred); mayChange(cred) != nil {
+		st = PublicView(st)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// PublicView keeps what any local user may see: what the bus publishes in
+// $SYS (clients, subscriptions, messages), what `ss -ltn` shows (listener
+// addresses), the version and uptime, and whether the appliance is healthy,
+// but no reason, name, path or error taken from the config. It copies field
+// by field, so a field added later stays private until it is added here.
+func PublicView(st *apitype.Status) *apitype.Status {
+	pub := &apitype.Status{
+		Version:       st.Version,
+		Config:        st.Config,
+		Started:       st.Started,
+		UptimeSeconds: st.UptimeSeconds,
+		State:         st.State,
+		Listeners:     st.Listeners,
+		Clients:       st.Clients,
+		Subscriptions: st.Subscriptions,
+		Messages:      st.Messages,
+		Redacted:      true,
+	}
+	if n := len(st.Reasons); n > 0 {
+		pub.Reasons = []string{fmt.Sprintf("%d problem(s); the details quote the config, so only root, the daemon's user and group %q see them (sudo firehosectl status)", n, Group)}
+	}
+	if r := st.LastReload; r != nil {
+		pub.LastReload = &apitype.Reload{Time: r.Time, OK: r.OK}
+	}
+	return pub
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +181,8 @@ func peerCred(c net.Conn) *unix.Ucred {
 }
 
 // mayChange allows root, the daemon's own user (systemd's ExecReload runs as
-// it), and members of the firehose group.
+// it), and members of the firehose group, who can also read the config; they
+// alone see the whole status.
 func mayChange(cred *unix.Ucred) error {
 	if cred == nil {
 		return errors.New("cannot tell who is asking (no peer credentials)")

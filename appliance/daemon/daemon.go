@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,12 @@ import (
 // ShutdownTimeout bounds how long SIGTERM may take.
 const ShutdownTimeout = 10 * time.Second
 
+// ReloadReadTimeout bounds how long a reload may spend reading and checking
+// the config and the files it names. Only regular files are read, so this
+// is for a file system that hangs; the reload then fails and the running
+// config stays.
+const ReloadReadTimeout = 30 * time.Second
+
 // Prepare loads path and runs every check that start and reload share, so a
 // config that passes `firehosectl check` is one the daemon accepts.
 func Prepare(path string) (*config.Config, error) {
@@ -61,20 +68,105 @@ type Daemon struct {
 	path    string
 	started time.Time
 
-	reloadMu   sync.Mutex // one reload at a time
+	reloadMu   sync.Mutex    // one reload at a time
+	reloadReq  chan struct{} // SIGHUPs waiting for the reloader, at most one
+	preparing  atomic.Bool   // a Prepare is running, maybe stuck past its timeout
+	prepare    func(string) (*config.Config, error)
+	readLimit  time.Duration
+	applyMu    sync.Mutex // held while a reload changes parts; shutdown takes it
+	stopping   bool       // under applyMu: parts are closing, reloads must not touch them
+	done       chan struct{}
 	cfg        atomic.Pointer[config.Config]
 	lastReload atomic.Pointer[apitype.Reload]
 
 	broker  *broker.Broker
-	tls     *tlsconf.Manager
-	fw      *firewall.Manager
-	gerrit  *gerrit.Sources
+	tls     *tlsconf.Manager // also a part; start needs it before the listeners
+	parts   []Part           // in the order they were started
 	control *control.Server
 	metrics *metrics.Metrics
 	journal *journal.Journal // nil when [journal] enabled = false
 	web     *web.Handler
 	addrs   map[string]net.Addr // of the sockets served, by name
 }
+
+// Part is one piece of the appliance that the daemon drives the same way
+// from start to shutdown: given every reloaded config, asked for its status
+// and its problems, closed at the end. A new piece (journal, cluster,
+// metrics) implements Part, is built from the start config in start and
+// appended to Daemon.parts; reload, status and shutdown then need no branch
+// of their own for it.
+type Part interface {
+	// Update applies a reloaded config, already validated by Prepare. An
+	// error refuses the reload: the parts updated before this one get the
+	// running config back, so a part that returns an error must have changed
+	// nothing. Trouble that is not the config's fault (the kernel refused)
+	// is no error here; Problems reports it.
+	Update(*config.Config) error
+	// Report fills the part's own fields of the status.
+	Report(*apitype.Status)
+	// Problems says why the part makes the appliance degraded; nil when it
+	// does not.
+	Problems() []string
+	// Close stops the part; parts are closed in the reverse order of start.
+	Close()
+}
+
+// tlsPart, firewallPart and gerritPart fit the existing managers to Part.
+type tlsPart struct{ *tlsconf.Manager }
+
+func (p tlsPart) Report(st *apitype.Status) { st.TLS = p.Status() }
+
+type firewallPart struct {
+	*firewall.Manager
+	log *slog.Logger
+}
+
+// Update never refuses a reload: the config is good when the kernel
+// refuses, and Problems shows why.
+func (p firewallPart) Update(c *config.Config) error {
+	if err := p.Manager.Update(c); err != nil {
+		p.log.Warn("firewall", "error", err)
+	}
+	return nil
+}
+
+func (p firewallPart) Report(st *apitype.Status) { st.Firewall = p.Status() }
+
+type gerritPart struct{ *gerrit.Sources }
+
+func (p gerritPart) Update(c *config.Config) error {
+	p.Sources.Update(c.Gerrit)
+	return nil
+}
+
+func (p gerritPart) Report(st *apitype.Status) { st.Gerrit = p.Status() }
+
+// journalPart, metricsPart and pagePart fit the journal, the metrics
+// endpoint and the page to Part.
+type journalPart struct{ *journal.Journal }
+
+func (p journalPart) Update(c *config.Config) error { return p.Journal.Update(journal.ConfigFrom(c)) }
+func (p journalPart) Report(st *apitype.Status)     { st.Journal = p.Status() }
+
+// metricsPart has nothing to update: a change of [metrics] is refused by
+// fixed.
+type metricsPart struct{ *metrics.Metrics }
+
+func (metricsPart) Update(*config.Config) error { return nil }
+func (p metricsPart) Report(st *apitype.Status) { st.Metrics = p.Status() }
+
+type pagePart struct {
+	*web.Handler
+	addrs map[string]net.Addr
+}
+
+func (p pagePart) Update(c *config.Config) error {
+	p.Handler.Update(pageOptions(c, p.addrs))
+	return nil
+}
+func (pagePart) Report(*apitype.Status) {}
+func (pagePart) Problems() []string     { return nil }
+func (pagePart) Close()                 {}
 
 // Run starts the appliance from the config at path and serves until ctx is
 // done or SIGTERM/SIGINT arrives. SIGHUP reloads. An error before READY is
@@ -87,11 +179,13 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 
 	d, err := start(path, log)
 	if err != nil {
-		notify("STATUS=failed to start: " + oneLine(err))
+		// The reason goes to the journal (stderr), not to STATUS=, which
+		// every user can read and which would quote the config.
+		notify("STATUS=failed to start: see journalctl -u firehose")
 		return err
 	}
 	notify(sd.SdNotifyReady + "\nSTATUS=" + d.summary())
-	log.Info("firehose ready", "version", version.Version, "config", path)
+	log.Info("firehose ready", "version", version.String(), "config", path)
 
 	var watchdog <-chan time.Time
 	if interval, err := sd.SdWatchdogEnabled(false); err == nil && interval > 0 {
@@ -101,13 +195,17 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	statusTick := time.NewTicker(10 * time.Second)
 	defer statusTick.Stop()
+	go d.reloader()
 
 	for {
 		select {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if err := d.Reload(); err != nil {
-					log.Error("reload rejected; the running config stays", "error", err)
+				// Never here: a reload must not hold up SIGTERM or the
+				// watchdog. A storm of SIGHUPs makes one more reload.
+				select {
+				case d.reloadReq <- struct{}{}:
+				default:
 				}
 				continue
 			}
@@ -125,32 +223,64 @@ func Run(ctx context.Context, path string, log *slog.Logger) error {
 	}
 }
 
-func start(path string, log *slog.Logger) (d *Daemon, err error) {
+func start(path string, log *slog.Logger) (*Daemon, error) {
 	cfg, err := Prepare(path)
 	if err != nil {
 		return nil, err
 	}
-	d = &Daemon{log: log, path: path, started: time.Now()}
+	if err := usableStateDir(cfg); err != nil {
+		return nil, err
+	}
+	d := newDaemon(path, log)
 	d.cfg.Store(cfg)
+	if err := d.open(cfg); err != nil {
+		d.stopParts()
+		return nil, err
+	}
+	return d, nil
+}
+
+func newDaemon(path string, log *slog.Logger) *Daemon {
+	return &Daemon{log: log, path: path, started: time.Now(), prepare: Prepare, readLimit: ReloadReadTimeout,
+		reloadReq: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// open builds and starts every part from cfg, in the order that never
+// serves a client unprotected. On error the caller stops what was started.
+func (d *Daemon) open(cfg *config.Config) (err error) {
+	log := d.log
 	var sockets []*listen.Socket
 	defer func() {
 		if err != nil {
 			for _, s := range sockets {
 				s.Close()
 			}
-			d.stopParts()
 		}
 	}()
 
 	if d.tls, err = tlsconf.New(cfg, log.With("component", "tls")); err != nil {
-		return nil, err
+		return err
 	}
+	d.parts = append(d.parts, tlsPart{d.tls})
 	inherited, err := listen.Inherited()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if sockets, err = listen.Open(listenerSpecs(cfg, d.tls.Enabled()), inherited, log); err != nil {
-		return nil, err
+	specs := listenerSpecs(cfg, d.tls.Enabled())
+	d.parts = append(d.parts, unservedSockets(specs, inherited))
+	if sockets, err = listen.Open(specs, inherited, log); err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			err = fmt.Errorf("%w (another program listens there; see: ss -ltnp)", err)
+		case errors.Is(err, syscall.EACCES):
+			for _, sp := range specs {
+				if strings.HasPrefix(err.Error(), "listener "+sp.Name+":") {
+					// systemd refuses to start a socket unit while its service runs.
+					err = fmt.Errorf("%w (a port below 1024 needs its socket from systemd: systemctl stop firehose; systemctl enable --now firehose-%s.socket; systemctl start firehose)", err, sp.Name)
+				}
+			}
+		}
+		return err
 	}
 	byName := map[string]net.Addr{}
 	for _, s := range sockets {
@@ -160,12 +290,13 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 	d.tls.SetListenerAddrs(byName["ws"], byName["wss"])
 	d.addrs = byName
 	d.web = web.New(pageOptions(cfg, byName))
+	d.parts = append(d.parts, pagePart{d.web, byName})
 
 	broker.TuneGC()
 	d.broker = broker.New(log, broker.SettingsFrom(cfg))
 	var api *events.API
 	if api, err = d.openJournal(cfg); err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range sockets {
 		l := listen.Resilient(s.Listener, log)
@@ -180,34 +311,89 @@ func start(path string, log *slog.Logger) (d *Daemon, err error) {
 			err = d.broker.ServeWebsocket(s.Name, tls.NewListener(l, d.tls.TLSConfig()), s.Source, true, func(h http.Handler) http.Handler { return api.Wrap(d.httpHandler(h)) })
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// Before READY, so a host is never serving without its rules; a host
 	// where it cannot apply (no CAP_NET_ADMIN) still serves, degraded.
-	d.fw = firewall.NewManager(log.With("component", "firewall"))
-	if err := d.fw.Update(cfg); err != nil {
-		log.Warn("firewall", "error", err)
-	}
+	fw := firewallPart{firewall.NewManager(log.With("component", "firewall")), log}
+	d.parts = append(d.parts, fw)
+	_ = fw.Update(cfg)
 	if err = d.broker.Start(); err != nil {
-		return nil, fmt.Errorf("starting broker: %w", err)
+		return fmt.Errorf("starting broker: %w", err)
 	}
 	var pub gerrit.Publisher = d.broker
 	if d.journal != nil {
 		pub = d.journal // journaled first, then fanned out like every publish
 	}
-	d.gerrit = gerrit.NewSources(cfg.Broker.StateDir, pub, log.With("component", "gerrit"))
-	d.gerrit.Update(cfg.Gerrit)
+	g := gerritPart{gerrit.NewSources(cfg.Broker.StateDir, pub, log.With("component", "gerrit"))}
+	d.parts = append(d.parts, g)
+	_ = g.Update(cfg)
 	if err = d.tls.Start(context.Background()); err != nil {
-		return nil, err
+		return err
 	}
 	d.metrics = metrics.New(metrics.Sources{Status: d.Status, Sys: d.broker.Sys}, log.With("component", "metrics"))
+	d.parts = append(d.parts, metricsPart{d.metrics})
 	d.metrics.Start(cfg.Metrics)
-	if d.control, err = control.Listen(cfg.Control.Socket, d, log); err != nil {
-		return nil, err
-	}
-	return d, nil
+	d.control, err = control.Listen(cfg.Control.Socket, d, log)
+	return err
 }
+
+// usableStateDir makes sure state_dir is a directory the daemon can read and
+// write, so a wrong owner or a file in its place stops the start with one
+// line instead of failing later, deep inside a Gerrit source or ACME.
+func usableStateDir(c *config.Config) error {
+	dir := c.Broker.StateDir
+	fail := func(err error) error {
+		return c.ErrorAt(config.Key{"broker", "state_dir"}, "%s is not usable: %v", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fail(err)
+	}
+	if _, err := os.ReadDir(dir); err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(dir, ".firehose-probe-*")
+	if err != nil {
+		return fail(err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// unservedSockets is the problem of sockets systemd hands over that the
+// config does not serve (mqtts and wss with TLS off, after their units were
+// enabled): listen.Open closes the daemon's copies, but the socket units
+// keep the ports open, and connections there hang unanswered.
+func unservedSockets(specs []listen.Spec, inherited map[string][]net.Listener) Part {
+	wanted := map[string]bool{}
+	for _, sp := range specs {
+		wanted[sp.Name] = true
+	}
+	names := make([]string, 0, len(inherited))
+	for name := range inherited {
+		if !wanted[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var p staticProblems
+	for _, name := range names {
+		for _, l := range inherited[name] {
+			p = append(p, fmt.Sprintf("systemd holds %s open for the %s listener, which the config does not serve (mqtts and wss need [tls] mode); stop it: systemctl disable --now firehose-%s.socket; systemctl restart firehose", l.Addr(), name, name))
+		}
+	}
+	return p
+}
+
+// staticProblems is a Part with problems fixed at start: only a restart
+// changes what systemd hands over.
+type staticProblems []string
+
+func (staticProblems) Update(*config.Config) error { return nil }
+func (staticProblems) Report(*apitype.Status)      {}
+func (p staticProblems) Problems() []string        { return p }
+func (staticProblems) Close()                      {}
 
 // listenerSpecs names the sockets the config asks for. The TLS listeners
 // exist only with TLS on; a socket systemd hands over for them otherwise is
@@ -232,7 +418,14 @@ func (d *Daemon) Reload() error {
 	notify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
 	began := time.Now()
 	err := d.reload()
-	d.metrics.ObserveReload(err == nil, time.Since(began))
+	if d.metrics != nil {
+		d.metrics.ObserveReload(err == nil, time.Since(began))
+	}
+	select {
+	case <-d.done:
+		return err // stopping: no READY=1 after STOPPING=1
+	default:
+	}
 	r := &apitype.Reload{Time: time.Now(), OK: err == nil}
 	if err != nil {
 		r.Error = err.Error()
@@ -245,36 +438,78 @@ func (d *Daemon) Reload() error {
 	return err
 }
 
+// reloader runs the reloads SIGHUP asks for, one at a time, until shutdown.
+func (d *Daemon) reloader() {
+	for {
+		select {
+		case <-d.reloadReq:
+			if err := d.Reload(); err != nil {
+				d.log.Error("reload rejected; the running config stays", "error", err)
+			}
+		case <-d.done:
+			return
+		}
+	}
+}
+
 func (d *Daemon) reload() error {
-	next, err := Prepare(d.path)
+	next, err := d.prepareBounded()
 	if err != nil {
 		return err
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	if d.stopping {
+		return errors.New("firehose is shutting down")
 	}
 	old := d.cfg.Load()
 	if err := fixed(old, next); err != nil {
 		return err
 	}
-	if d.journal != nil {
-		if err := d.journal.Update(journal.ConfigFrom(next)); err != nil {
+	for i, p := range d.parts {
+		if err := p.Update(next); err != nil {
+			// p changed nothing; put back what the parts before it took.
+			for _, q := range d.parts[:i] {
+				if err := q.Update(old); err != nil {
+					d.log.Error("restoring the running config after a refused reload", "error", err)
+				}
+			}
 			return err
 		}
 	}
-	// The last step that can still fail; it changes nothing when it does.
-	if err := d.tls.Update(next); err != nil {
-		if d.journal != nil {
-			_ = d.journal.Update(journal.ConfigFrom(old))
-		}
-		return err
-	}
 	d.broker.Apply(broker.SettingsFrom(next))
-	d.gerrit.Update(next.Gerrit)
-	d.web.Update(pageOptions(next, d.addrs))
-	if err := d.fw.Update(next); err != nil {
-		// The config is good; the kernel refused. Status shows it.
-		d.log.Warn("firewall", "error", err)
-	}
 	d.cfg.Store(next)
 	return nil
+}
+
+// prepareBounded runs Prepare for a reload, giving up after d.readLimit or
+// at shutdown. A read that hangs cannot be interrupted; it is left behind,
+// and later reloads fail at once until it returns, so hung reads never pile
+// up.
+func (d *Daemon) prepareBounded() (*config.Config, error) {
+	if !d.preparing.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("an earlier reload is still reading %s or a file it names, past its %s limit; the running config stays", d.path, d.readLimit)
+	}
+	type result struct {
+		c   *config.Config
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer d.preparing.Store(false)
+		c, err := d.prepare(d.path)
+		ch <- result{c, err}
+	}()
+	t := time.NewTimer(d.readLimit)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("reading %s and the files it names took longer than %s (a hung file system?); the running config stays", d.path, d.readLimit)
+	case <-d.done:
+		return nil, errors.New("firehose is shutting down")
+	}
 }
 
 // fixed refuses changes that only a restart can make, by name.
@@ -292,7 +527,7 @@ func fixed(old, next *config.Config) error {
 		{"control.socket", old.Control.Socket, next.Control.Socket},
 		{"metrics.enabled", strconv.FormatBool(old.Metrics.Enabled), strconv.FormatBool(next.Metrics.Enabled)},
 		{"metrics.listen", old.Metrics.Listen, next.Metrics.Listen},
-		{"journal.enabled", fmt.Sprint(old.Journal.Enabled), fmt.Sprint(next.Journal.Enabled)},
+		{"journal.enabled", strconv.FormatBool(old.Journal.Enabled), strconv.FormatBool(next.Journal.Enabled)},
 		{"journal.fsync", old.Journal.Fsync.String(), next.Journal.Fsync.String()},
 	} {
 		if f.old != f.new {
@@ -304,34 +539,30 @@ func fixed(old, next *config.Config) error {
 
 func (d *Daemon) shutdown() error {
 	notify(sd.SdNotifyStopping)
+	// A reload still reading files gives up; one applying finishes first.
+	close(d.done)
+	d.applyMu.Lock()
+	d.stopping = true
+	d.applyMu.Unlock()
 	d.stopParts()
 	d.log.Info("stopped")
 	return nil
 }
 
 // stopParts stops whatever has been started, in the order that loses
-// nothing: no new requests, Gerrit positions saved while the broker still
-// takes events, then clients closed. The firewall table stays: a restart
+// nothing: no new requests or connections, the parts in reverse (Gerrit
+// positions saved while the journal and broker still take its events, then
+// the journal), then clients closed. The firewall table stays: a restart
 // must not open the host.
 func (d *Daemon) stopParts() {
 	if d.control != nil {
 		d.control.Close()
 	}
-	d.metrics.Close()
-	if d.gerrit != nil {
-		d.gerrit.Close()
-	}
-	if d.tls != nil {
-		d.tls.Close()
-	}
-	if d.fw != nil {
-		d.fw.Close()
-	}
 	if d.broker != nil {
 		d.broker.Drain()
 	}
-	if d.journal != nil {
-		d.journal.Close() // after the publishers, before the subscribers
+	for i := len(d.parts) - 1; i >= 0; i-- {
+		d.parts[i].Close()
 	}
 	if d.broker != nil {
 		if err := d.broker.Close(ShutdownTimeout); err != nil {
@@ -345,7 +576,7 @@ func (d *Daemon) Status() *apitype.Status {
 	cfg := d.cfg.Load()
 	bs := d.broker.Status()
 	st := &apitype.Status{
-		Version:       version.Version,
+		Version:       version.String(),
 		Config:        d.path,
 		Started:       d.started.UTC(),
 		UptimeSeconds: time.Since(d.started).Seconds(),
@@ -360,17 +591,9 @@ func (d *Daemon) Status() *apitype.Status {
 	for _, p := range cfg.Publishers {
 		st.Publishers = append(st.Publishers, p.Username)
 	}
-	st.TLS = d.tls.Status()
-	st.Reasons = append(st.Reasons, d.tls.Problems()...)
-	st.Gerrit = d.gerrit.Status()
-	st.Reasons = append(st.Reasons, d.gerrit.Problems()...)
-	st.Firewall = d.fw.Status()
-	st.Reasons = append(st.Reasons, d.fw.Problems()...)
-	st.Metrics = d.metrics.Status()
-	st.Reasons = append(st.Reasons, d.metrics.Problems()...)
-	if d.journal != nil {
-		st.Journal = d.journal.Status()
-		st.Reasons = append(st.Reasons, d.journal.Problems()...)
+	for _, p := range d.parts {
+		p.Report(st)
+		st.Reasons = append(st.Reasons, p.Problems()...)
 	}
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
@@ -382,13 +605,15 @@ func (d *Daemon) Status() *apitype.Status {
 	return st
 }
 
-// summary is the one-line STATUS= systemd shows.
+// summary is the one-line STATUS= systemd shows. Any user may read it
+// (systemctl status), so it says how many problems there are, never what
+// they are: they quote the config.
 func (d *Daemon) summary() string {
 	st := d.Status()
 	s := fmt.Sprintf("%s: %d clients, %d subscriptions, %.0f msg/s in, %.0f msg/s out",
 		st.State, st.Clients, st.Subscriptions, st.Messages.ReceivedPerSec, st.Messages.SentPerSec)
-	if len(st.Reasons) > 0 {
-		s += "; " + st.Reasons[0]
+	if n := len(st.Reasons); n > 0 {
+		s += fmt.Sprintf("; %d problem(s): see sudo firehosectl status", n)
 	}
 	return s
 }

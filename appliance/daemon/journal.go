@@ -19,6 +19,7 @@ func (d *Daemon) openJournal(cfg *config.Config) (*events.API, error) {
 		return nil, err
 	}
 	d.journal = j
+	d.parts = append(d.parts, journalPart{j})
 	if err := d.broker.UseJournal(j); err != nil {
 		return nil, err
 	}

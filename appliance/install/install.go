@@ -18,9 +18,13 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/BurntSushi/toml"
+
+	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/packaging"
 )
 
@@ -38,13 +42,14 @@ const PackagedBinary = "/usr/bin/firehosectl"
 // FileDescriptorName.
 const Service = "firehose.service"
 
-// Sockets lists the socket units in the order they are enabled.
-var Sockets = []string{
-	"firehose-mqtt.socket",
-	"firehose-ws.socket",
-	"firehose-mqtts.socket",
-	"firehose-wss.socket",
-}
+// PlainSockets are enabled and started on every install; TLSSockets only
+// where [tls] mode is on, so that 8883 and 443 are not held open with
+// nothing to answer there. Sockets lists them all.
+var (
+	PlainSockets = []string{"firehose-mqtt.socket", "firehose-ws.socket"}
+	TLSSockets   = []string{"firehose-mqtts.socket", "firehose-wss.socket"}
+	Sockets      = slices.Concat(PlainSockets, TLSSockets)
+)
 
 // Units returns the embedded unit files by name, as the packages ship them.
 func Units() map[string][]byte {
@@ -189,9 +194,13 @@ func Install(opts Options) error {
 	if o.NoStart {
 		return nil
 	}
+	sockets := PlainSockets
+	if tlsOn(o.at(o.ConfigPath)) {
+		sockets = Sockets
+	}
 	steps := [][]string{
 		{"systemctl", "daemon-reload"},
-		append([]string{"systemctl", "enable", "--now"}, Sockets...),
+		append([]string{"systemctl", "enable", "--now"}, sockets...),
 		{"systemctl", "enable", Service},
 		{o.BinPath, "firewall", "apply", "--config", o.ConfigPath},
 		{"systemctl", "start", Service},
@@ -308,6 +317,24 @@ func (o *Options) createAccount() error {
 	}
 	return o.Run("useradd", "--system", "--user-group", "--home-dir", "/var/lib/firehose",
 		"--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "firehose MQTT event bus", "firehose")
+}
+
+// tlsOn reads only [tls] mode of the config at p (which may name
+// credentials only the service can read, so it is not validated here).
+func tlsOn(p string) bool {
+	var c struct {
+		TLS struct {
+			Mode string `toml:"mode"`
+		} `toml:"tls"`
+	}
+	src, err := config.ReadRegular(p)
+	if err != nil {
+		return false
+	}
+	if _, err := toml.Decode(string(src), &c); err != nil {
+		return false
+	}
+	return c.TLS.Mode != "" && c.TLS.Mode != config.TLSOff
 }
 
 // writeConfig writes the default config only when there is none; the daemon

@@ -46,8 +46,13 @@ func TestUnitsShipEverySocket(t *testing.T) {
 			t.Errorf("%s: no FileDescriptorName=%s", s, name)
 		}
 		if !bytes.Contains(svc, []byte(s)) {
-			t.Errorf("%s does not require %s", Service, s)
+			t.Errorf("%s is not ordered after %s", Service, s)
 		}
+	}
+	// Requiring the TLS sockets would start them, and hold their ports, with
+	// TLS off.
+	if !bytes.Contains(svc, []byte("\nRequires=firehose-mqtt.socket firehose-ws.socket\n")) {
+		t.Errorf("%s does not require exactly the plain sockets:\n%s", Service, svc)
 	}
 	if len(units) != len(Sockets)+1 {
 		t.Errorf("unexpected unit files: %d", len(units))
@@ -85,7 +90,9 @@ func TestInstall(t *testing.T) {
 	// the network is already filtered.
 	want := []string{
 		"systemctl daemon-reload",
-		"systemctl enable --now " + strings.Join(Sockets, " "),
+		// Not the TLS sockets: with TLS off they would hold 8883 and 443
+		// open with nothing answering (issue 15).
+		"systemctl enable --now firehose-mqtt.socket firehose-ws.socket",
 		"systemctl enable firehose.service",
 		"/usr/local/bin/firehosectl firewall apply --config /etc/firehose/firehose.toml",
 		"systemctl start firehose.service",
@@ -161,5 +168,18 @@ func TestInstallWritesSampleConfig(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(o.Root, "/etc/firehose/firehose.toml"))
 	if err != nil || !bytes.Contains(b, []byte("[broker]")) {
 		t.Errorf("sample config not written: %v\n%s", err, b)
+	}
+}
+
+// With [tls] mode on in the config it keeps, install enables the TLS
+// sockets too.
+func TestInstallEnablesTLSSocketsWhenTLSIsOn(t *testing.T) {
+	o, r := testOptions(t)
+	o.Config = []byte("[tls]\nmode = \"files\"\n")
+	if err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	if want := "systemctl enable --now " + strings.Join(Sockets, " "); !slices.Contains(r.cmds, want) {
+		t.Errorf("commands %q lack %q", r.cmds, want)
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
 
 	"github.com/firehose/firehose/appliance/apitype"
 )
@@ -34,13 +36,60 @@ type Socket struct {
 }
 
 // Inherited returns the sockets systemd passed to this process, by name. It
-// reads and clears LISTEN_FDS, so it must be called once per process.
+// reads and clears LISTEN_FDS, so it must be called once per process. A
+// descriptor that is not a listening TCP socket is an error naming it (go-
+// systemd would skip it silently, and the daemon would then bind the
+// configured address instead, or serve nothing there).
 func Inherited() (map[string][]net.Listener, error) {
-	byName, err := activation.ListenersWithNames()
-	if err != nil {
-		return nil, fmt.Errorf("sockets from systemd: %w", err)
+	files := activation.Files(true)
+	defer func() {
+		for _, f := range files {
+			f.Close() // net.FileListener keeps its own descriptor
+		}
+	}()
+	byName := map[string][]net.Listener{}
+	fail := func(err error) (map[string][]net.Listener, error) {
+		for _, ls := range byName {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+		return nil, err
+	}
+	for _, f := range files {
+		if err := checkListening(f); err != nil {
+			return fail(fmt.Errorf("socket %q from systemd (fd %d): %w", f.Name(), f.Fd(), err))
+		}
+		l, err := net.FileListener(f)
+		if err != nil {
+			return fail(fmt.Errorf("socket %q from systemd (fd %d): %w", f.Name(), f.Fd(), err))
+		}
+		byName[f.Name()] = append(byName[f.Name()], l)
 	}
 	return byName, nil
+}
+
+// checkListening says what is wrong with fd for a listener, in the terms of
+// the .socket unit that would fix it.
+func checkListening(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("not an open descriptor (%v)", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return errors.New("not a socket; its unit must use ListenStream=")
+	}
+	fd := int(f.Fd())
+	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
+		return errors.New("not a stream socket; its unit must use ListenStream=, not ListenDatagram= or ListenSequentialPacket=")
+	}
+	if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || (dom != unix.AF_INET && dom != unix.AF_INET6) {
+		return errors.New("not a TCP socket; its unit must use ListenStream=[ADDRESS:]PORT")
+	}
+	if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
+		return errors.New("not listening (a connection, as Accept=yes hands over); its unit must use Accept=no")
+	}
+	return nil
 }
 
 // Open returns one socket per spec, from inherited where a socket of that

@@ -6,7 +6,9 @@
 # counts them. Every wait has a deadline.
 set -u
 
-SOCKETS="firehose-mqtt.socket firehose-ws.socket firehose-mqtts.socket firehose-wss.socket"
+# Enabled by the packages; the TLS ones only by the administrator, with TLS on.
+SOCKETS="firehose-mqtt.socket firehose-ws.socket"
+TLS_SOCKETS="firehose-mqtts.socket firehose-wss.socket"
 CONF=/etc/firehose/firehose.toml
 H=127.0.0.1
 # The e2e publisher's password is "demo" (bcrypt, cost 10).
@@ -114,7 +116,9 @@ grep -v 'Reading database' $T/apt.log | tail -n 12 | sed 's/^/    apt: /'
 V1=$(dpkg-query -W -f '${Version}' firehose 2>/dev/null)
 log "installed firehose $V1; firehosectl version: $(firehosectl version 2>&1)"
 for s in $SOCKETS; do check "$s active" "active $s"; done
+for s in $TLS_SOCKETS; do check "$s not enabled (TLS is off)" "! systemctl --quiet is-enabled $s && inactive $s"; done
 check_within 15 "firehose.service started by postinst" 'active firehose.service'
+check "nothing holds 8883 or 443 open with TLS off" 'not_listening 8883 && not_listening 443'
 check "firehose account exists" 'getent passwd firehose >/dev/null'
 check "config is root:firehose 0640" '[ "$(stat -c %U:%G:%a $CONF)" = root:firehose:640 ]'
 check "daemon runs as firehose" '[ "$(ps -o user= -p $(main_pid))" = firehose ]'
@@ -241,7 +245,43 @@ why_sub
 end_step
 
 # --- 7 ---------------------------------------------------------------------
-step 7 "upgrade over a broken config, upgrade, remove, purge"
+step 7 "TLS on: enable the TLS sockets, served from systemd; TLS off again: status says to disable them"
+fresh_sub
+cp $CONF $T/notls.toml
+install -d -m 0750 -o root -g firehose /etc/firehose/tls
+install -m 0644 /srv/tls/cert.pem /etc/firehose/tls/cert.pem
+install -m 0640 -o root -g firehose /srv/tls/key.pem /etc/firehose/tls/key.pem
+sed -i 's|^mode = "off"|mode = "files"\ncert_file = "/etc/firehose/tls/cert.pem"\nkey_file = "/etc/firehose/tls/key.pem"|' $CONF
+check "the TLS config passes check" 'firehosectl check --config $CONF >/dev/null'
+# systemd refuses to start a socket unit while its service is active.
+check "systemctl stop firehose" 'systemctl stop firehose'
+check "systemctl enable --now the TLS sockets" "systemctl enable --now $TLS_SOCKETS"
+check "systemctl start firehose" 'systemctl start firehose'
+check_within 15 "service active" 'active firehose.service'
+check "8883 and 443 listening" 'listening 8883 && listening 443'
+check_within 10 "status 0" 'firehosectl status >/dev/null'
+firehosectl status --json >$T/status-tls.json
+check "all four listeners from systemd" 'python3 /srv/e2e/listeners.py $T/status-tls.json && grep -q "\"mqtts\"" $T/status-tls.json && grep -q "\"wss\"" $T/status-tls.json'
+mosquitto_sub -h $H -p 8883 --cafile /srv/tls/cert.pem -t 'e2e/#' -v -C 1 -W 15 >$T/sub-tls.out 2>&1 &
+SUB=$!
+check_within 10 "a subscriber over TLS on 8883" 'has_clients 8883'
+check "publish" 'pub -t e2e/tls -m secure'
+wait $SUB
+check "the TLS subscriber got it" 'has_line $T/sub-tls.out "e2e/tls secure"'
+# TLS off again, the sockets left enabled: the ports would hang unanswered.
+cp $T/notls.toml $CONF
+check "restart with TLS off" 'systemctl restart firehose'
+check_within 10 "status exits 1 (degraded)" '! firehosectl status >$T/status-notls.txt 2>&1'
+sed 's/^/    status: /' $T/status-notls.txt
+check "status says how to stop the TLS sockets" 'grep -q "systemctl disable --now firehose-mqtts.socket" $T/status-notls.txt && grep -q "systemctl disable --now firehose-wss.socket" $T/status-notls.txt'
+check "systemctl disable --now the TLS sockets" "systemctl disable --now $TLS_SOCKETS"
+check "restart" 'systemctl restart firehose'
+check_within 10 "8883 and 443 closed" 'not_listening 8883 && not_listening 443'
+check_within 10 "status 0" 'firehosectl status >/dev/null'
+end_step
+
+# --- 8 ---------------------------------------------------------------------
+step 8 "upgrade over a broken config, upgrade, remove, purge"
 echo "deb [trusted=yes] file:/srv/upgrade ./" >/etc/apt/sources.list.d/firehose-upgrade.list
 apt-get update -q >>$T/apt.log 2>&1
 V2=$(apt-cache madison firehose | awk '{print $3}' | sort -V | sed -n 2p)
@@ -282,8 +322,8 @@ check "nothing left in /var/lib/firehose" '[ ! -e /var/lib/firehose ]'
 check "package gone from dpkg" '! dpkg-query -W -f "\${Status}" firehose 2>/dev/null | grep -q installed'
 end_step
 
-# --- 8 ---------------------------------------------------------------------
-step 8 "firehosectl install on a host where only the binary was copied in"
+# --- 9 ---------------------------------------------------------------------
+step 9 "firehosectl install on a host where only the binary was copied in"
 cp /srv/bin/firehosectl /root/firehosectl
 /root/firehosectl install >$T/install.txt 2>&1
 rc=$?
@@ -313,8 +353,8 @@ check "no units left" '! ls /etc/systemd/system/firehose* >/dev/null 2>&1'
 check "nothing left in /etc/firehose, /var/lib/firehose" '[ ! -e /etc/firehose ] && [ ! -e /var/lib/firehose ]'
 end_step
 
-# --- 9 ---------------------------------------------------------------------
-step 9 "the rpm's scriptlets under systemd (Debian's rpm, --nodeps)"
+# --- 10 --------------------------------------------------------------------
+step 10 "the rpm's scriptlets under systemd (Debian's rpm, --nodeps)"
 # Starts from no account, so %pre has to create it.
 userdel firehose 2>/dev/null
 R1=$(ls /srv/rpm/firehose-*.x86_64.rpm | sort -V | head -n 1)

@@ -30,7 +30,7 @@ die() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it boots a container)"
-for tool in debootstrap systemd-nspawn nsenter mount; do
+for tool in debootstrap systemd-nspawn nsenter mount openssl; do
 	command -v $tool >/dev/null || die "$tool not found (apt-get install debootstrap systemd-container)"
 done
 [ -f "$dist/repo/Packages" ] || die "no apt repository in $dist/repo (run: make repo)"
@@ -93,6 +93,14 @@ else
 fi
 echo firehose-e2e >"$work/root/etc/hostname"
 
+# A self-signed certificate for the TLS step, valid for 127.0.0.1 (and for
+# longer than the 14 days before expiry that make status degraded).
+mkdir -p "$work/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
+	-subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+	-keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" >"$work/openssl.log" 2>&1 ||
+	die "openssl req failed: $(cat "$work/openssl.log")"
+
 machine=fh-e2e-$$
 # --register=no --keep-unit: there is no system bus on the host to register
 # with. --private-network: own netns with CAP_NET_ADMIN for nftables.
@@ -103,6 +111,7 @@ systemd-nspawn -b -D "$work/root" -M "$machine" --register=no --keep-unit \
 	--bind-ro="$dist/e2e/rpm:/srv/rpm" \
 	--bind-ro="$dist/stage/amd64/firehosectl:/srv/bin/firehosectl" \
 	--bind-ro="$here:/srv/e2e" \
+	--bind-ro="$work/tls:/srv/tls" \
 	>"$work/console.log" 2>&1 &
 nspawn=$!
 
