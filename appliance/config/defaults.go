@@ -20,6 +20,21 @@ func Default() *Config {
 		// Off unless the file turns it on, so that a config written for another
 		// host never locks its administrator out; the packaged file turns it on.
 		Firewall: Firewall{AllowTCP: []int{22}},
+		Limits: Limits{
+			MaxTopicLevels:            64,
+			MaxTopicLength:            1024,
+			MaxSubscriptionsPerClient: 1000,
+			MaxConnectionsPerAddress:  100,
+			MaxQueuedBytes:            8 << 20,
+			MaxKeepalive:              Duration(time.Hour),
+			MemoryLimit:               SizeAuto,
+			MaxRetainedMessages:       10000,
+			MaxRetainedBytes:          64 << 20,
+			AnonymousSessionExpiry:    Duration(5 * time.Minute),
+			AuthFailuresPerAddress:    Rate{Count: 10, Per: time.Minute},
+			AuthFailuresPerAccount:    Rate{Count: 60, Per: time.Minute},
+			AuthWait:                  Duration(5 * time.Second),
+		},
 	}
 }
 
