@@ -49,7 +49,7 @@ type Limits struct {
 	MaxTopicLength            int      `toml:"max_topic_length"` // bytes, names and filters
 	MaxSubscriptionsPerClient int      `toml:"max_subscriptions_per_client"`
 	MaxConnectionsPerAddress  int      `toml:"max_connections_per_address"` // IPv4 address or IPv6 /64
-	MaxQueuedBytes            Size     `toml:"max_queued_bytes"`             // per subscriber
+	MaxQueuedBytes            Size     `toml:"max_queued_bytes"`            // per subscriber
 	MaxKeepalive              Duration `toml:"max_keepalive"`
 	MemoryLimit               Size     `toml:"memory_limit"` // SizeAuto: half the host's memory
 	MaxRetainedMessages       int      `toml:"max_retained_messages"`
