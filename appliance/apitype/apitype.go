@@ -26,6 +26,14 @@ type Status struct {
 	Gerrit   []GerritSource  `json:"gerrit,omitempty"`
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
+
+	// Connections counts every open socket on the listeners: MQTT clients,
+	// connections that have not sent CONNECT yet, and HTTP requests on the
+	// websocket ports.
+	Connections int64 `json:"connections"`
+	// Refusals counts, by kind, what the access rules and [limits] turned
+	// away since start (kinds are named in the README, "Public exposure").
+	Refusals map[string]int64 `json:"refusals,omitempty"`
 }
 
 // States of the appliance.
