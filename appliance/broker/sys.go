@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/system"
 
 	"github.com/firehose/firehose/appliance/apitype"
@@ -19,7 +18,6 @@ type sysStats struct {
 	ring    [61]sample
 	n, next int
 
-	lastDropLog atomic.Int64 // unix seconds
 	// injected counts the $SYS messages published here: mochi counts them as
 	// received, but they are not traffic, so they are subtracted.
 	injected atomic.Int64
@@ -62,10 +60,10 @@ func (s *sysStats) perMinute() sample {
 	}
 }
 
-// OnSysInfoTick runs once a second after mochi has published its own $SYS
-// topics; it adds the mosquitto names that existing monitoring reads.
-func (h *access) OnSysInfoTick(info *system.Info) {
-	s := h.b.sys
+// publishSys adds, once a second, the mosquitto names that existing
+// monitoring reads, and the refusal counts by kind.
+func (b *Broker) publishSys(info *system.Info) {
+	s := b.sys
 	s.add(sample{at: time.Now(), recv: info.MessagesReceived - s.injected.Load(), sent: info.MessagesSent,
 		dropped: info.MessagesDropped, bIn: info.BytesReceived, bOut: info.BytesSent})
 	m := s.perMinute()
@@ -80,25 +78,22 @@ func (h *access) OnSysInfoTick(info *system.Info) {
 		{"$SYS/broker/load/bytes/received/1min", load(m.bIn)},
 		{"$SYS/broker/load/bytes/sent/1min", load(m.bOut)},
 		{"$SYS/broker/load/publish/dropped/1min", load(m.dropped)},
+		{"$SYS/broker/connections/open", strconv.FormatInt(b.conns.open.Load(), 10)},
 	} {
-		if h.b.server.Publish(kv.topic, []byte(kv.value), true, 0) == nil {
-			s.injected.Add(1)
-		}
+		b.injectSys(kv.topic, kv.value)
+	}
+	for _, k := range refusalKinds {
+		b.injectSys("$SYS/broker/refused/"+k, strconv.FormatInt(b.refused.byKind[k].n.Load(), 10))
+	}
+}
+
+func (b *Broker) injectSys(topic, value string) {
+	if b.server.Publish(topic, []byte(value), true, 0) == nil {
+		b.sys.injected.Add(1)
 	}
 }
 
 func load(perMinute int64) string { return strconv.FormatFloat(float64(perMinute), 'f', 2, 64) }
-
-// noteDrop is called when a subscriber's queue is full and a message for it
-// is dropped. It logs the first drop of each ten-second window, not each drop.
-func (b *Broker) noteDrop(cl *mqtt.Client) {
-	now := time.Now().Unix()
-	last := b.sys.lastDropLog.Load()
-	if now-last >= 10 && b.sys.lastDropLog.CompareAndSwap(last, now) {
-		b.log.Warn("subscriber too slow: dropping messages for it (counted in messages.dropped)",
-			"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
-	}
-}
 
 // Status is what the broker contributes to the appliance's status.
 type Status struct {
@@ -106,12 +101,10 @@ type Status struct {
 	Clients       int64
 	Subscriptions int64
 	Messages      apitype.Messages
-	Refused       Refused
-}
-
-// Refused counts what the access model and limits turned away.
-type Refused struct {
-	Auth, Publish, Full int64
+	// Connections counts open sockets: clients, connections before
+	// CONNECT, HTTP requests on websocket ports.
+	Connections int64
+	Refusals    map[string]int64
 }
 
 // Status reports the broker's listeners, clients and message counters.
@@ -142,6 +135,7 @@ func (b *Broker) Status() Status {
 			SentPerSec:     float64(m.sent) / 60,
 			DroppedPerSec:  float64(m.dropped) / 60,
 		},
-		Refused: Refused{Auth: b.refusedAuth.Load(), Publish: b.refusedPublish.Load(), Full: b.refusedFull.Load()},
+		Connections: b.conns.open.Load(),
+		Refusals:    b.Refusals(),
 	}
 }

@@ -220,9 +220,8 @@ func (v *validator) limits(c *Config) {
 	v.size(l.MaxRetainedBytes, 0, k("max_retained_bytes"), "must be 0 (no retained messages) or more")
 	v.wholeSeconds(l.MaxKeepalive, 1, 65535, k("max_keepalive"))
 	v.wholeSeconds(l.AnonymousSessionExpiry, 0, int64(MaxSessionExpiry/time.Second), k("anonymous_session_expiry"))
-	if v.check(l.AuthWait > 0, k("auth_wait"), "must be longer than 0s") && c.Broker.ConnectTimeout > 0 {
-		v.check(l.AuthWait <= c.Broker.ConnectTimeout, k("auth_wait"), "must not be longer than broker.connect_timeout (%s): the client has given up by then", c.Broker.ConnectTimeout.D())
-	}
+	// A wait longer than broker.connect_timeout is cut short by it.
+	v.check(l.AuthWait > 0, k("auth_wait"), "must be longer than 0s")
 	for j, a := range l.ExemptAddresses {
 		if _, err := ParsePrefix(a); err != nil {
 			v.fail(k("exempt_addresses").Append(j), "%v", err)

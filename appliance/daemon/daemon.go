@@ -312,6 +312,8 @@ func (d *Daemon) Status() *apitype.Status {
 		Messages:      bs.Messages,
 		Publishers:    make([]string, 0, len(cfg.Publishers)),
 		LastReload:    d.lastReload.Load(),
+		Connections:   bs.Connections,
+		Refusals:      bs.Refusals,
 	}
 	for _, p := range cfg.Publishers {
 		st.Publishers = append(st.Publishers, p.Username)
