@@ -50,7 +50,7 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 	timeout := time.Duration(w.b.connectTimeout.Load())
 	up := &websocket.Upgrader{
 		HandshakeTimeout: timeout,
-		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		Subprotocols:     []string{"mqtt", "mqttv3.1"},
 		// A public bus: pages on any origin may subscribe.
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
