@@ -75,6 +75,7 @@ type coalescedWriter struct {
 	err     error
 	closing bool
 	closeFn func() error // set by close while bytes still wait: called once they are out
+	closeBy *time.Timer  // closes regardless after closeFlushTimeout
 	queued  time.Time    // when it last joined the flush queue
 }
 
@@ -254,6 +255,8 @@ func (w *coalescedWriter) setIdle() {
 	w.state = wIdle
 	if fn := w.closeFn; fn != nil {
 		w.closeFn = nil
+		// The timer's closure holds the writer: let it go now.
+		w.closeBy.Stop()
 		_ = fn()
 	}
 }
@@ -275,7 +278,7 @@ func (w *coalescedWriter) close(closeFn func() error) error {
 	w.closeFn = closeFn
 	// Not every connection honours the deadline (gorilla resets it per
 	// write): close regardless once it has passed.
-	time.AfterFunc(closeFlushTimeout, func() {
+	w.closeBy = time.AfterFunc(closeFlushTimeout, func() {
 		w.mu.Lock()
 		fn := w.closeFn
 		w.closeFn = nil

@@ -94,7 +94,12 @@ func (c *guardedConn) identity() (id, user string) {
 }
 
 // Close lets buffered bytes go out, briefly, then closes the connection.
-func (c *guardedConn) Close() error { return c.out.close(c.Conn.Close) }
+// The client is forgotten: a refused client's Will, say, must not live as
+// long as its last bytes take to go out.
+func (c *guardedConn) Close() error {
+	c.client.Store(nil)
+	return c.out.close(c.Conn.Close)
+}
 
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
