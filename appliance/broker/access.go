@@ -70,7 +70,7 @@ func (h *access) refuseConnect(cl *mqtt.Client, codes [2]packets.Code, kind, msg
 func (h *access) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	g := connOf(cl)
 	if g != nil {
-		g.client.Store(cl)
+		g.who.Store(&identity{id: cl.ID, user: string(pk.Connect.Username), version: cl.Properties.ProtocolVersion})
 	}
 	lim := h.b.limits.Load()
 	if len(pk.Connect.Username) != 0 {

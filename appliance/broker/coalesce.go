@@ -124,15 +124,13 @@ func (w *coalescedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// overflow fails the writer with err, drops what waits and closes the
-// connection at once: the client is not reading, so nothing more would
-// reach it. Called with w.mu held; returns with it released.
+// overflow fails the writer with err and drops what waits; the caller
+// closes the connection. Called with w.mu held; returns with it released.
 func (w *coalescedWriter) overflow(err *slowError) (int, error) {
 	w.err = err
 	putBuf(w.pending)
 	w.pending = nil
 	w.mu.Unlock()
-	_ = w.conn.Close()
 	return 0, err
 }
 

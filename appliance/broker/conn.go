@@ -42,7 +42,7 @@ type guardedConn struct {
 	out   coalescedWriter
 
 	acceptedAt time.Time                   // when connect_timeout began
-	client     atomic.Pointer[mqtt.Client] // set at CONNECT
+	who        atomic.Pointer[identity]    // set at CONNECT
 	approved   atomic.Bool                 // OnConnect let it in
 	ended      atomic.Bool                 // why it ended is already counted and logged
 	announce   atomic.Int64                // MQTT 5 anonymous: session expiry the CONNACK states, plus one
@@ -71,6 +71,7 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 	n, err := c.out.Write(p)
 	if se, ok := err.(*slowError); ok {
 		c.endSlow(se)
+		_ = c.Conn.Close() // the client is not reading: nothing more would reach it
 	}
 	return n, err
 }
@@ -80,26 +81,27 @@ func (c *guardedConn) endSlow(err error) {
 	if c.b == nil || !c.ended.CompareAndSwap(false, true) {
 		return
 	}
-	id, _ := c.identity()
+	who := c.identity()
 	c.b.refuse(RefusedSlowSubscriber, "subscriber disconnected: it stopped reading and its queue is full",
-		"client", short(id), "remote", c.RemoteAddr().String(), "reason", err.Error())
+		"client", short(who.id), "remote", c.RemoteAddr().String(), "reason", err.Error())
 }
 
-// identity is the client ID and username, once CONNECT has been read.
-func (c *guardedConn) identity() (id, user string) {
-	if cl := c.client.Load(); cl != nil {
-		return cl.ID, string(cl.Properties.Username)
+// identity is who a connection belongs to, once CONNECT has been read. It
+// is a copy, so that the connection holds nothing of mochi's client.
+type identity struct {
+	id, user string
+	version  byte
+}
+
+func (c *guardedConn) identity() identity {
+	if w := c.who.Load(); w != nil {
+		return *w
 	}
-	return "", ""
+	return identity{}
 }
 
 // Close lets buffered bytes go out, briefly, then closes the connection.
-// The client is forgotten: a refused client's Will, say, must not live as
-// long as its last bytes take to go out.
-func (c *guardedConn) Close() error {
-	c.client.Store(nil)
-	return c.out.close(c.Conn.Close)
-}
+func (c *guardedConn) Close() error { return c.out.close(c.Conn.Close) }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -119,15 +121,15 @@ func (c *guardedConn) tooLarge(err error, limit int64) {
 	if c.b == nil || !c.ended.CompareAndSwap(false, true) {
 		return
 	}
-	id, user := c.identity()
-	if cl := c.client.Load(); cl != nil && cl.Properties.ProtocolVersion == 5 && err == errPacketTooLarge {
+	who := c.identity()
+	if who.version == 5 && err == errPacketTooLarge {
 		_, _ = c.out.Write([]byte{0xe0, 0x02, packets.ErrPacketTooLarge.Code, 0x00})
 	}
 	kind, msg := RefusedPacketSize, "client closed: packet larger than max_packet_size"
 	if err == errMalformedLength {
 		msg = "client closed: malformed packet length"
 	}
-	c.b.refuse(kind, msg, "client", short(id), "user", short(user), "remote", c.RemoteAddr().String(),
+	c.b.refuse(kind, msg, "client", short(who.id), "user", short(who.user), "remote", c.RemoteAddr().String(),
 		"size", c.frame.announced, "limit", limit)
 }
 
