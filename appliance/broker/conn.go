@@ -41,12 +41,12 @@ type guardedConn struct {
 	frame framer
 	out   coalescedWriter
 
-	acceptedAt time.Time                   // when connect_timeout began
-	who        atomic.Pointer[identity]    // set at CONNECT
-	approved   atomic.Bool                 // OnConnect let it in
-	ended      atomic.Bool                 // why it ended is already counted and logged
-	announce   atomic.Int64                // MQTT 5 anonymous: session expiry the CONNACK states, plus one
-	subFix     atomic.Pointer[subackFix]   // SUBACK codes to correct (see OnPacketEncode)
+	acceptedAt time.Time                 // when connect_timeout began
+	who        atomic.Pointer[identity]  // set at CONNECT
+	approved   atomic.Bool               // OnConnect let it in
+	ended      atomic.Bool               // why it ended is already counted and logged
+	announce   atomic.Int64              // MQTT 5 anonymous: session expiry the CONNACK states, plus one
+	subFix     atomic.Pointer[subackFix] // SUBACK codes to correct (see OnPacketEncode)
 }
 
 func newGuardedConn(c net.Conn, w *wire, b *Broker) *guardedConn {

@@ -220,9 +220,9 @@ func TestDeepFilterRefusedBeforeIndexing(t *testing.T) {
 		t.Fatalf("CONNACK %#x", ack.ReasonCode)
 	}
 	for i, f := range []string{
-		strings.Repeat("/", 65533),              // 65,534 levels, 64 KiB: over max_topic_length
-		strings.Repeat("a/", 299) + "a",         // 300 levels in 599 bytes: over max_topic_levels
-		strings.Repeat("a/", 63) + "#",          // 64 levels: allowed
+		strings.Repeat("/", 65533),               // 65,534 levels, 64 KiB: over max_topic_length
+		strings.Repeat("a/", 299) + "a",          // 300 levels in 599 bytes: over max_topic_levels
+		strings.Repeat("a/", 63) + "#",           // 64 levels: allowed
 		"gerrit/openstack/nova/" + "comment-add", // allowed
 	} {
 		start := time.Now()
