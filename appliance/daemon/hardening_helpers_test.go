@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,4 +294,24 @@ func expectIgnoring(s *sub, ignore, topic, payload string) {
 func bcryptHash(pass string, cost int) (string, error) {
 	h, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
 	return string(h), err
+}
+
+// dialSmallWindow connects from the loopback address from (nil: any) with
+// a 4 KiB receive buffer, set before the handshake so that the window is
+// small: a subscriber that stops reading then backs up into the broker
+// rather than into the kernel's socket buffers.
+func dialSmallWindow(t *testing.T, addr string, from net.IP) net.Conn {
+	t.Helper()
+	dl := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	if from != nil {
+		dl.LocalAddr = &net.TCPAddr{IP: from}
+	}
+	c, err := dl.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
