@@ -53,15 +53,19 @@ var (
 
 // refuseConnect answers a CONNECT with a refusal and counts it. Returning
 // the code from OnConnect ends the connection without another CONNACK.
-func (h *access) refuseConnect(cl *mqtt.Client, codes [2]packets.Code, kind, msg string, attrs ...any) error {
+// account is the publisher account when its password was checked.
+func (h *access) refuseConnect(cl *mqtt.Client, codes [2]packets.Code, account, kind, msg string, attrs ...any) error {
 	code := codes[0]
 	if cl.Properties.ProtocolVersion < 5 {
 		code = codes[1]
 	}
 	_ = h.b.server.SendConnack(cl, code, false, nil)
-	h.b.refuse(kind, msg, append([]any{"client", short(cl.ID), "user", short(string(cl.Properties.Username)), "remote", cl.Net.Remote}, attrs...)...)
+	h.b.refuseAccount(account, cl.ID, kind, msg, append([]any{"client", short(cl.ID), "user", short(string(cl.Properties.Username)), "remote", cl.Net.Remote}, attrs...)...)
 	return code
 }
+
+// accountOf is the account a connected client is authenticated as, or "".
+func accountOf(cl *mqtt.Client) string { return string(cl.Properties.Username) }
 
 // OnConnect decides every CONNECT: the password (bounded in time and rate),
 // the Will, capacity, and an anonymous client's keepalive and session.
@@ -81,31 +85,31 @@ func (h *access) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if pk.Connect.WillFlag {
 			t := pk.Connect.WillTopic
 			if kind := topicShape(t, lim); kind != "" {
-				return h.refuseConnect(cl, refuseWillTopic, kind, "CONNECT refused: Will topic too long or deep", "topic", short(t))
+				return h.refuseConnect(cl, refuseWillTopic, string(pk.Connect.Username), kind, "CONNECT refused: Will topic too long or deep", "topic", short(t))
 			}
 			if !topic.ValidName(t) || !acct.mayPublish(t) {
-				return h.refuseConnect(cl, refuseWill, RefusedWill, "CONNECT refused: a Will outside the account's topics", "topic", short(t))
+				return h.refuseConnect(cl, refuseWill, string(pk.Connect.Username), RefusedWill, "CONNECT refused: a Will outside the account's topics", "topic", short(t))
 			}
 		}
 	} else {
 		if len(pk.Connect.Password) != 0 {
-			return h.refuseConnect(cl, refuseAuth, RefusedAuth, "CONNECT refused: a password without a username")
+			return h.refuseConnect(cl, refuseAuth, "", RefusedAuth, "CONNECT refused: a password without a username")
 		}
 		if pk.Connect.WillFlag {
 			// A Will is a publish, and anonymous clients publish nothing.
-			return h.refuseConnect(cl, refuseWill, RefusedWill, "CONNECT refused: anonymous clients may not leave a Will",
+			return h.refuseConnect(cl, refuseWill, "", RefusedWill, "CONNECT refused: anonymous clients may not leave a Will",
 				"topic", short(pk.Connect.WillTopic), "will_bytes", len(pk.Connect.WillPayload))
 		}
 		if open := h.b.conns.open.Load(); open > h.b.maxClients.Load() {
-			return h.refuseConnect(cl, refuseBusy, RefusedMaxClients, "CONNECT refused: max_clients reached", "open", open)
+			return h.refuseConnect(cl, refuseBusy, "", RefusedMaxClients, "CONNECT refused: max_clients reached", "open", open)
 		}
 		if h.b.wire.mem.overLimit() {
-			return h.refuseConnect(cl, refuseBusy, RefusedMemory, "CONNECT refused: the broker is over memory_limit",
+			return h.refuseConnect(cl, refuseBusy, "", RefusedMemory, "CONNECT refused: the broker is over memory_limit",
 				"used", h.b.wire.mem.used.Load(), "limit", h.b.wire.mem.limit.Load())
 		}
 		if ka := pk.Connect.Keepalive; ka == 0 || ka > lim.maxKeepalive {
 			if cl.Properties.ProtocolVersion < 5 {
-				return h.refuseConnect(cl, refuseKeepalive, RefusedKeepalive, "CONNECT refused: keepalive 0 or over max_keepalive",
+				return h.refuseConnect(cl, refuseKeepalive, "", RefusedKeepalive, "CONNECT refused: keepalive 0 or over max_keepalive",
 					"keepalive", ka, "max_keepalive", lim.maxKeepalive)
 			}
 			// MQTT 5 lets the CONNACK set the client's keepalive.
@@ -171,7 +175,7 @@ func (h *access) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 	}
 	ok, kind := h.mayWrite(cl, t)
 	if !ok {
-		h.b.refuse(kind, "publish refused", "client", short(cl.ID), "user", short(string(cl.Properties.Username)),
+		h.b.refuseAccount(accountOf(cl), cl.ID, kind, "publish refused", "client", short(cl.ID), "user", short(string(cl.Properties.Username)),
 			"remote", cl.Net.Remote, "topic", short(t))
 	}
 	return ok
@@ -279,7 +283,7 @@ func (h *access) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 		if kind == "" {
 			continue
 		}
-		h.b.refuse(kind, "subscription refused", "client", short(cl.ID), "remote", cl.Net.Remote,
+		h.b.refuseAccount(accountOf(cl), cl.ID, kind, "subscription refused", "client", short(cl.ID), "remote", cl.Net.Remote,
 			"filter", short(f.Filter), "subscriptions", have, "max_subscriptions_per_client", lim.MaxSubscriptionsPerClient)
 		f.Filter = ""
 		if kind == RefusedSubscriptions || kind == RefusedMemory {
@@ -325,7 +329,7 @@ func (h *access) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	if kind := h.retainable(pk.TopicName, len(pk.Payload)); kind != "" {
 		pk.FixedHeader.Retain = false
-		h.b.refuse(kind, "retained message delivered but not kept", "client", short(cl.ID),
+		h.b.refuseAccount(accountOf(cl), cl.ID, kind, "retained message delivered but not kept", "client", short(cl.ID),
 			"user", short(string(cl.Properties.Username)), "topic", short(pk.TopicName), "payload_bytes", len(pk.Payload))
 	}
 	return pk, nil
@@ -358,14 +362,14 @@ func (h *access) OnRetainedExpired(filter string) { h.retained.set(filter, 0) }
 // emptied: with no topic it reaches nobody and is not retained.
 func (h *access) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if ok, _ := h.mayWrite(cl, will.TopicName); !ok {
-		h.b.refuse(RefusedWill, "Will not sent: the client may not publish it", "client", short(cl.ID),
+		h.b.refuseAccount(accountOf(cl), cl.ID, RefusedWill, "Will not sent: the client may not publish it", "client", short(cl.ID),
 			"user", short(string(cl.Properties.Username)), "topic", short(will.TopicName))
 		return mqtt.Will{}, nil
 	}
 	if will.Retain {
 		if kind := h.retainable(will.TopicName, len(will.Payload)); kind != "" {
 			will.Retain = false
-			h.b.refuse(kind, "Will delivered but not kept", "client", short(cl.ID), "topic", short(will.TopicName))
+			h.b.refuseAccount(accountOf(cl), cl.ID, kind, "Will delivered but not kept", "client", short(cl.ID), "topic", short(will.TopicName))
 		}
 	}
 	return will, nil

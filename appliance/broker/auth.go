@@ -191,7 +191,7 @@ func (h *access) checkPassword(cl *mqtt.Client, g *guardedConn, user, pass []byt
 	limited := (addrB != nil && addrB.tokens < 1) || (nameB != nil && nameB.tokens < 1)
 	p.mu.Unlock()
 	if limited {
-		return nil, h.refuseConnect(cl, refuseAuthRate, RefusedAuthRate, "CONNECT refused: too many failed password checks (auth_failures_per_address, auth_failures_per_account)")
+		return nil, h.refuseConnect(cl, refuseAuthRate, "", RefusedAuthRate, "CONNECT refused: too many failed password checks (auth_failures_per_address, auth_failures_per_account)")
 	}
 
 	deadline := now.Add(lim.AuthWait.D())
@@ -206,7 +206,7 @@ func (h *access) checkPassword(cl *mqtt.Client, g *guardedConn, user, pass []byt
 		if err == errClientGone {
 			msg = "password check abandoned: the client left while waiting for a slot"
 		}
-		return nil, h.refuseConnect(cl, refuseBusy, RefusedAuthBusy, msg)
+		return nil, h.refuseConnect(cl, refuseBusy, "", RefusedAuthBusy, msg)
 	}
 	hash := accts.dummy
 	if acct != nil {
@@ -222,7 +222,7 @@ func (h *access) checkPassword(cl *mqtt.Client, g *guardedConn, user, pass []byt
 			}
 		}
 		p.mu.Unlock()
-		return nil, h.refuseConnect(cl, refuseAuth, RefusedAuth, "CONNECT refused: bad username or password")
+		return nil, h.refuseConnect(cl, refuseAuth, "", RefusedAuth, "CONNECT refused: bad username or password")
 	}
 	p.verified.Store(string(user)+"\x00"+string(acct.hash), digest)
 	return acct, nil

@@ -82,7 +82,7 @@ func (c *guardedConn) endSlow(err error) {
 		return
 	}
 	who := c.identity()
-	c.b.refuse(RefusedSlowSubscriber, "subscriber disconnected: it stopped reading and its queue is full",
+	c.b.refuseAccount(c.account(who), who.id, RefusedSlowSubscriber, "subscriber disconnected: it stopped reading and its queue is full",
 		"client", short(who.id), "remote", c.RemoteAddr().String(), "reason", err.Error())
 }
 
@@ -98,6 +98,14 @@ func (c *guardedConn) identity() identity {
 		return *w
 	}
 	return identity{}
+}
+
+// account is the publisher account the client proved it is, or "".
+func (c *guardedConn) account(who identity) string {
+	if c.approved.Load() {
+		return who.user
+	}
+	return ""
 }
 
 // Close lets buffered bytes go out, briefly, then closes the connection.
@@ -129,7 +137,7 @@ func (c *guardedConn) tooLarge(err error, limit int64) {
 	if err == errMalformedLength {
 		msg = "client closed: malformed packet length"
 	}
-	c.b.refuse(kind, msg, "client", short(who.id), "user", short(who.user), "remote", c.RemoteAddr().String(),
+	c.b.refuseAccount(c.account(who), who.id, kind, msg, "client", short(who.id), "user", short(who.user), "remote", c.RemoteAddr().String(),
 		"size", c.frame.announced, "limit", limit)
 }
 

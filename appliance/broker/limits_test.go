@@ -342,6 +342,15 @@ func TestRefusalLog(t *testing.T) {
 	if !strings.Contains(out.String(), "like_refusals_not_logged=999") {
 		t.Fatalf("second line does not count the rest:\n%s", out.String())
 	}
+	// A publisher account's refusal is logged even while anonymous ones
+	// of the same kind are being held back.
+	out.Reset()
+	b.refuseAccount("zuul", "zuul-1", RefusedACL, "publish refused")
+	b.refuseAccount("zuul", "zuul-1", RefusedACL, "publish refused")
+	b.refuseAccount("zuul", "zuul-2", RefusedACL, "publish refused")
+	if n := strings.Count(out.String(), "account=zuul"); n != 2 {
+		t.Fatalf("%d lines for two clients of an account:\n%s", n, out.String())
+	}
 	if len(b.Refusals()) != len(refusalKinds) {
 		t.Fatalf("Refusals has %d kinds, want all %d", len(b.Refusals()), len(refusalKinds))
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -49,6 +50,12 @@ type refusalCounter struct {
 
 type refusals struct {
 	byKind map[string]*refusalCounter // fixed at start: read without locks
+
+	// Refusals of publisher accounts are logged apart, per kind, account and
+	// client ID, so that anonymous clients refused in bulk never hide a
+	// publisher's problem from the operator.
+	mu        sync.Mutex
+	byAccount map[string]time.Time
 }
 
 func newRefusals() *refusals {
@@ -57,6 +64,32 @@ func newRefusals() *refusals {
 		r.byKind[k] = &refusalCounter{}
 	}
 	return r
+}
+
+// refuseAccount is refuse for a client authenticated as a publisher
+// account: logged at most once per refusalLogEvery for each kind, account
+// and client ID.
+func (b *Broker) refuseAccount(account, id, kind, msg string, attrs ...any) {
+	if account == "" {
+		b.refuse(kind, msg, attrs...)
+		return
+	}
+	b.refused.byKind[kind].n.Add(1)
+	key := kind + "\x00" + account + "\x00" + id
+	now := time.Now()
+	r := b.refused
+	r.mu.Lock()
+	last, seen := r.byAccount[key]
+	if !seen || now.Sub(last) >= refusalLogEvery {
+		if r.byAccount == nil || len(r.byAccount) >= 4096 {
+			r.byAccount = map[string]time.Time{}
+		}
+		r.byAccount[key] = now
+	}
+	r.mu.Unlock()
+	if !seen || now.Sub(last) >= refusalLogEvery {
+		b.log.Warn(msg, append([]any{"refused", kind, "account", account}, attrs...)...)
+	}
 }
 
 // refuse counts a refusal of kind and logs it unless a line of this kind was

@@ -76,7 +76,7 @@ func (h *access) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 				break
 			}
 		}
-		h.b.refuse(RefusedClientID, "client ID in use by a client of another owner: the new connection gets a session of its own",
+		h.b.refuseAccount(owner, id, RefusedClientID, "client ID in use by a client of another owner: the new connection gets a session of its own",
 			"client", short(id), "given", short(cl.ID), "user", short(owner), "remote", cl.Net.Remote)
 	} else if existing != nil && !existing.Closed() {
 		// An MQTT 3 client is closed without the DISCONNECT mochi would
