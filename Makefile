@@ -15,6 +15,11 @@ FUZZTIME ?= 10s
 DEPS_APT := mosquitto mosquitto-clients python3-paho-mqtt iproute2 nftables \
 	debootstrap systemd-container dpkg-dev lintian rpm rpmlint
 
+# npm packages the tests use (MQTT.js, a client nobody here wrote), installed
+# into .cache/node where the tests look for them.
+NPM_DEPS := mqtt@5.16.0
+NODE_DIR := .cache/node
+
 .DEFAULT_GOAL := build
 .PHONY: build run deps test vet unit fuzz ci
 
@@ -32,6 +37,8 @@ deps:
 		echo "installing:" $$missing; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+	@command -v npm >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; }
+	@[ -f $(NODE_DIR)/node_modules/mqtt/package.json ] || npm install --prefix $(NODE_DIR) --no-save --no-audit --no-fund $(NPM_DEPS)
 
 test: vet unit fuzz
 

@@ -24,7 +24,7 @@ func Default() *Config {
 			MaxTopicLevels:            64,
 			MaxTopicLength:            1024,
 			MaxSubscriptionsPerClient: 1000,
-			MaxConnectionsPerAddress:  100,
+			MaxConnectionsPerAddress:  500,
 			MaxQueuedBytes:            8 << 20,
 			MaxKeepalive:              Duration(time.Hour),
 			MemoryLimit:               SizeAuto,
