@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -998,6 +999,72 @@ func TestWebsocketBurstMQTTJS(t *testing.T) {
 		}
 	}
 	if st := d.status(); st.Refusals["slow_subscriber"] != 0 {
+		t.Fatalf("refusals = %v", st.Refusals)
+	}
+	canary.check()
+}
+
+// Refusals are counted by kind in status (JSON and the human view) and in
+// $SYS; [limits] change live on reload, for connected clients too, and a
+// reload with a bad limit changes nothing and names file, line and key.
+func TestRefusalCountsAndLiveLimits(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	canary := startCanary(t, d)
+	sys := mosquittoSub(t, d.addr["mqtt"], "-t", "$SYS/broker/refused/will")
+	sys.expect("$SYS/broker/refused/will 0")
+	if code, _ := mosquittoPub(t, d.addr["mqtt"], "-t", "zuul/x", "-m", "x", "--will-topic", "zuul/x", "--will-payload", "w"); code == 0 {
+		t.Fatal("an anonymous Will was accepted")
+	}
+	for {
+		select {
+		case l := <-sys.lines:
+			if l == "$SYS/broker/refused/will 1" {
+				goto counted
+			}
+			if l != "$SYS/broker/refused/will 0" {
+				t.Fatalf("$SYS: %q", l)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("$SYS/broker/refused/will never said 1")
+		}
+	}
+counted:
+	out, _ := d.run("status", "--socket", d.ctl.Socket)
+	if !regexp.MustCompile(`(?m)^refused: +will 1$`).MatchString(out) {
+		t.Fatalf("human status does not show the refusal:\n%s", out)
+	}
+
+	r := newRawMQTT(t, dialFrom(t, d.addr["mqtt"], ""), 4)
+	r.connack(connectPacket(4, "live"))
+	subscribeRaw := func(pid uint16, filters ...string) []byte {
+		t.Helper()
+		subs := make(packets.Subscriptions, len(filters))
+		for i, f := range filters {
+			subs[i].Filter = f
+		}
+		r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: pid, Filters: subs})
+		return r.read(30 * time.Second).ReasonCodes
+	}
+	if codes := subscribeRaw(1, "a/1"); !bytes.Equal(codes, []byte{0}) {
+		t.Fatalf("SUBACK %v", codes)
+	}
+	limits := func(l string) string { return "[limits]\n" + l + "\n" }
+	d.writeConfig(d.configText(daemonOpts{extra: limits("max_subscriptions_per_client = 2")}, zuulPublisher(t)))
+	if out, code := d.run("reload", "--socket", d.ctl.Socket); code != 0 {
+		t.Fatalf("reload: %s", out)
+	}
+	if codes := subscribeRaw(2, "a/2", "a/3", "a/4"); !bytes.Equal(codes, []byte{0, 0x80, 0x80}) {
+		t.Fatalf("after max_subscriptions_per_client = 2: SUBACK %v, want [0 0x80 0x80]", codes)
+	}
+	d.writeConfig(d.configText(daemonOpts{extra: limits("max_subscriptions_per_client = 10\nmax_topic_levels = 0")}, zuulPublisher(t)))
+	out, code := d.run("reload", "--socket", d.ctl.Socket)
+	if code != 1 || !regexp.MustCompile(`firehose\.toml:\d+: limits\.max_topic_levels: must be between`).MatchString(out) {
+		t.Fatalf("reload with a bad limit: exit %d: %s", code, out)
+	}
+	if codes := subscribeRaw(3, "a/5"); !bytes.Equal(codes, []byte{0x80}) {
+		t.Fatalf("a rejected reload changed the limits: SUBACK %v", codes)
+	}
+	if st := d.status(); st.Refusals["subscriptions"] != 3 || st.Refusals["will"] != 1 {
 		t.Fatalf("refusals = %v", st.Refusals)
 	}
 	canary.check()
