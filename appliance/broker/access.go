@@ -59,8 +59,9 @@ func (h *access) refuseConnect(cl *mqtt.Client, codes [2]packets.Code, account, 
 	if cl.Properties.ProtocolVersion < 5 {
 		code = codes[1]
 	}
-	_ = h.b.server.SendConnack(cl, code, false, nil)
+	// Counted before the client can read the answer.
 	h.b.refuseAccount(account, cl.ID, kind, msg, append([]any{"client", short(cl.ID), "user", short(string(cl.Properties.Username)), "remote", cl.Net.Remote}, attrs...)...)
+	_ = h.b.server.SendConnack(cl, code, false, nil)
 	return code
 }
 

@@ -130,15 +130,15 @@ func (c *guardedConn) tooLarge(err error, limit int64) {
 		return
 	}
 	who := c.identity()
-	if who.version == 5 && err == errPacketTooLarge {
-		_, _ = c.out.Write([]byte{0xe0, 0x02, packets.ErrPacketTooLarge.Code, 0x00})
-	}
 	kind, msg := RefusedPacketSize, "client closed: packet larger than max_packet_size"
 	if err == errMalformedLength {
 		msg = "client closed: malformed packet length"
 	}
 	c.b.refuseAccount(c.account(who), who.id, kind, msg, "client", short(who.id), "user", short(who.user), "remote", c.RemoteAddr().String(),
 		"size", c.frame.announced, "limit", limit)
+	if who.version == 5 && err == errPacketTooLarge {
+		_, _ = c.out.Write([]byte{0xe0, 0x02, packets.ErrPacketTooLarge.Code, 0x00})
+	}
 }
 
 // framer follows MQTT fixed headers through a byte stream: a type byte, a

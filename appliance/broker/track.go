@@ -59,9 +59,9 @@ func (t *tracker) admit(c net.Conn, http bool) *trackedConn {
 	maxOpen += max(16, maxOpen/10)
 	if t.open.Add(1) > maxOpen {
 		t.open.Add(-1)
-		_ = c.Close()
 		b.refuse(RefusedMaxClients, "connection refused at accept: too many open connections (max_clients)",
 			"remote", c.RemoteAddr().String(), "open", maxOpen)
+		_ = c.Close()
 		return nil
 	}
 	if tc.key.IsValid() && !lim.exempted(tc.ip) {
@@ -73,9 +73,9 @@ func (t *tracker) admit(c net.Conn, http bool) *trackedConn {
 		if int(n) >= lim.MaxConnectionsPerAddress {
 			t.mu.Unlock()
 			t.open.Add(-1)
-			_ = c.Close()
 			b.refuse(RefusedPerAddress, "connection refused at accept: too many connections from one address (max_connections_per_address)",
 				"remote", c.RemoteAddr().String(), "address", tc.key.String(), "limit", lim.MaxConnectionsPerAddress)
+			_ = c.Close()
 			return nil
 		}
 		t.perAddr[tc.key] = n + 1
@@ -93,10 +93,11 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close releases the connection from the counts, and counts what ended it,
+// before the peer can see it closed.
 func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
 	c.once.Do(c.release)
-	return err
+	return c.Conn.Close()
 }
 
 func (c *trackedConn) release() {
