@@ -51,6 +51,10 @@ var (
 	refuseKeepalive = [2]packets.Code{packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid}
 )
 
+// maxAnonymousTopicAliases bounds the outbound topic aliases of an
+// anonymous MQTT 5 client (it may ask for 65,535, each holding a topic).
+const maxAnonymousTopicAliases = 32
+
 // refuseConnect answers a CONNECT with a refusal and counts it. Returning
 // the code from OnConnect ends the connection without another CONNACK.
 // account is the publisher account when its password was checked.
@@ -116,6 +120,12 @@ func (h *access) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			// MQTT 5 lets the CONNACK set the client's keepalive.
 			cl.State.Keepalive = lim.maxKeepalive
 			cl.State.ServerKeepalive = true
+		}
+		// The topic aliases an MQTT 5 client accepts are a table the broker
+		// keeps for it, one entry per topic it is sent: kept small.
+		if p := &cl.Properties.Props; p.TopicAliasMaximum > maxAnonymousTopicAliases {
+			p.TopicAliasMaximum = maxAnonymousTopicAliases
+			cl.State.TopicAliases.Outbound = mqtt.NewOutboundTopicAliases(maxAnonymousTopicAliases)
 		}
 		if p := &cl.Properties.Props; cl.Properties.ProtocolVersion == 5 && p.SessionExpiryInterval > lim.anonExpiry {
 			p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = lim.anonExpiry, true

@@ -852,6 +852,34 @@ func TestMQTTDetails(t *testing.T) {
 	if st := d.status(); st.Refusals["packet_size"] != 3 {
 		t.Fatalf("refusals = %v", st.Refusals)
 	}
+
+	// An anonymous MQTT 5 subscriber asking for 65,535 topic aliases (a
+	// table the broker keeps for it) is given 32.
+	a := newRawMQTT(t, dialFrom(t, d.addr["mqtt"], ""), 5)
+	pk = connectPacket(5, "aliases")
+	pk.Properties.TopicAliasMaximum = 65535
+	a.connack(pk)
+	a.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1, Filters: packets.Subscriptions{{Filter: "zuul/alias/#"}}})
+	a.read(30 * time.Second)
+	aliasPub := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+	for i := range 100 {
+		if err := wait(aliasPub.Publish(fmt.Sprintf("zuul/alias/%d", i), 0, false, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aliased := 0
+	for range 100 {
+		m := a.read(30 * time.Second)
+		if m.Properties.TopicAliasFlag {
+			aliased++
+			if m.Properties.TopicAlias > 32 {
+				t.Fatalf("topic alias %d", m.Properties.TopicAlias)
+			}
+		}
+	}
+	if aliased != 32 {
+		t.Fatalf("%d of 100 topics given an alias, want 32", aliased)
+	}
 	canary.check()
 }
 
