@@ -19,9 +19,14 @@ DEPS_APT := gcc libc6-dev git mosquitto mosquitto-clients python3-paho-mqtt curl
 # npm packages only tests use, installed by name into a gitignored directory
 # and recorded there (--save-exact: npm prunes what its package.json lacks,
 # and the bench's MQTT.js shares the directory): playwright-core drives
-# Chromium in the page's browser test.
+# Chromium in the page's browser test; MQTT.js is a client nobody here wrote.
 NODE_DIR := .cache/node
-DEPS_NPM := playwright-core@1.65.1
+DEPS_NPM := playwright-core@1.65.1 mqtt@5.16.0
+
+# npm packages the tests use (MQTT.js, a client nobody here wrote), installed
+# into .cache/node where the tests look for them.
+NPM_DEPS := mqtt@5.16.0
+NODE_DIR := .cache/node
 
 .DEFAULT_GOAL := build
 .PHONY: build run deps test vet unit fuzz ci

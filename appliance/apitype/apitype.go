@@ -22,10 +22,6 @@ type Status struct {
 	Messages      Messages   `json:"messages"`
 	Publishers    []string   `json:"publishers"`
 	LastReload    *Reload    `json:"last_reload,omitempty"`
-	// Refusals counts what the broker turned away, by kind: "auth" (bad
-	// credentials), "acl" (a publish outside the client's rights),
-	// "max_clients", and the limits that hardening adds.
-	Refusals map[string]int64 `json:"refusals,omitempty"`
 	// Redacted is set for a peer that may not read the config: the
 	// reasons, reload error, publishers and the parts' sections are left out.
 	Redacted bool `json:"redacted,omitempty"`
@@ -35,6 +31,14 @@ type Status struct {
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Metrics  *MetricsStatus  `json:"metrics,omitempty"`
 	Journal  *JournalStatus  `json:"journal,omitempty"`
+
+	// Connections counts every open socket on the listeners: MQTT clients,
+	// connections that have not sent CONNECT yet, and HTTP requests on the
+	// websocket ports.
+	Connections int64 `json:"connections"`
+	// Refusals counts, by kind, what the access rules and [limits] turned
+	// away since start (kinds are named in the README, "Public exposure").
+	Refusals map[string]int64 `json:"refusals,omitempty"`
 }
 
 // States of the appliance.

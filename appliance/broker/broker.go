@@ -28,6 +28,8 @@ type Settings struct {
 	MaxClients     int
 	MaxPacketSize  int
 	ConnectTimeout time.Duration
+	// Limits is [limits]; the zero value stands for config.Default's.
+	Limits config.Limits
 }
 
 // SettingsFrom picks the broker's settings out of a config.
@@ -37,12 +39,15 @@ func SettingsFrom(c *config.Config) Settings {
 		MaxClients:     c.Broker.MaxClients,
 		MaxPacketSize:  c.Broker.MaxPacketSize,
 		ConnectTimeout: c.Broker.ConnectTimeout.D(),
+		Limits:         c.Limits,
 	}
 }
 
-// pendingWrites bounds each client's outbound queue. A subscriber that falls
-// this far behind loses messages (counted) instead of stalling the others;
-// the queue's size is also most of an idle connection's memory.
+// pendingWrites bounds mochi's queue of messages for each client, ahead of
+// the write coalescer; its size is also most of an idle connection's
+// memory. The coalescer takes them as fast as they are encoded, so this
+// queue fills only when a client's goroutine gets no CPU; the client is then
+// disconnected (OnPublishDropped), never left with a silent gap.
 const pendingWrites = 512
 
 // writeBufferSize is mochi's ClientNetWriteBufferSize: when a client's queue
@@ -55,18 +60,17 @@ const writeBufferSize = 16 << 10
 
 // Broker is the running MQTT broker.
 type Broker struct {
-	log    *slog.Logger
-	server *mqtt.Server
-	access *access
-	sys    *sysStats
+	log     *slog.Logger
+	server  *mqtt.Server
+	access  *access
+	sys     *sysStats
+	wire    wire
+	conns   tracker
+	refused *refusals
+	limits  atomic.Pointer[limits]
 
 	maxClients     atomic.Int64
-	maxPacketSize  atomic.Int64
 	connectTimeout atomic.Int64 // nanoseconds
-
-	refusedAuth    atomic.Int64
-	refusedPublish atomic.Int64
-	refusedFull    atomic.Int64
 
 	mu        sync.Mutex
 	listeners []*Listener
@@ -86,19 +90,29 @@ func New(log *slog.Logger, s Settings) *Broker {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = pendingWrites
 	// Offline sessions would otherwise live forever and be walked by every
-	// fan-out; an hour covers a consumer's restart.
-	caps.MaximumSessionExpiryInterval = 3600
-	// max_packet_size is enforced on the wire by guardedConn, live.
+	// fan-out; an hour covers a consumer's restart. Anonymous sessions are
+	// held to anonymous_session_expiry (sessions.go).
+	caps.MaximumSessionExpiryInterval = uint32(config.MaxSessionExpiry / time.Second)
+	// max_packet_size is enforced on the wire by guardedConn, live, and
+	// announced to MQTT 5 clients by OnPacketEncode.
 	caps.MaximumPacketSize = 0
+	// Acknowledgements must not echo the publisher's user properties
+	// (the Paho test client rejects them).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	server := mqtt.New(&mqtt.Options{
 		ClientNetWriteBufferSize: writeBufferSize,
 		SysTopicResendInterval:   sysMochiInterval, // $SYS is published by sys.go
 		Capabilities:             caps,
 		InlineClient:             true,
-		Logger:                   log.With("component", "mqtt"),
+		// mochi logs refused packets whole: keep payloads and repetition
+		// out of the log (logfilter.go).
+		Logger: slog.New(newQuietHandler(log.Handler())).With("component", "mqtt"),
 	})
-	b := &Broker{log: log, server: server, sys: newSysStats()}
-	b.access = &access{b: b, bcryptSlots: make(chan struct{}, 2)}
+	b := &Broker{log: log, server: server, sys: newSysStats(), refused: newRefusals()}
+	b.conns.b = b
+	b.access = &access{b: b}
+	b.access.pw.init()
+	b.access.sessions.init()
 	b.Apply(s)
 	for _, h := range []mqtt.Hook{b.access, &sysHook{b: b}} {
 		if err := server.AddHook(h, nil); err != nil {
@@ -109,12 +123,19 @@ func New(log *slog.Logger, s Settings) *Broker {
 }
 
 // Apply swaps in new live settings. Connected clients keep their connections;
-// the new publisher table applies to their next CONNECT or PUBLISH.
+// the new publisher table and limits apply to their next packet.
 func (b *Broker) Apply(s Settings) {
-	a := newAccounts(s.Publishers)
-	b.access.accounts.Store(&a)
+	l := s.Limits
+	if l.MaxTopicLevels == 0 {
+		l = config.Default().Limits
+	}
+	b.access.accounts.Store(newAccounts(s.Publishers))
+	b.limits.Store(newLimits(l))
 	b.maxClients.Store(int64(s.MaxClients))
-	b.maxPacketSize.Store(int64(s.MaxPacketSize))
+	b.wire.maxPacketSize.Store(int64(s.MaxPacketSize))
+	b.wire.maxQueued.Store(int64(l.MaxQueuedBytes))
+	b.wire.mem.setLimit(l.MemoryLimit)
+	alignGCLimit(b.wire.mem.limit.Load())
 	b.connectTimeout.Store(int64(s.ConnectTimeout))
 }
 
@@ -138,7 +159,7 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 // ServeMQTT adds a listener speaking MQTT on l (already TLS-wrapped if tls).
 func (b *Broker) ServeMQTT(name string, l net.Listener, source string, tls bool) error {
 	b.addListener(name, l, source, tls)
-	return b.server.AddListener(&streamListener{id: name, l: l, b: b})
+	return b.server.AddListener(&streamListener{id: name, l: &admitListener{Listener: l, t: &b.conns}, b: b})
 }
 
 func (b *Broker) addListener(name string, l net.Listener, source string, tls bool) {
@@ -151,8 +172,11 @@ func (b *Broker) addListener(name string, l net.Listener, source string, tls boo
 // connect_timeout (mochi sets the keepalive deadline after it), and every
 // packet is held to max_packet_size.
 func (b *Broker) accepted(c net.Conn) net.Conn {
-	_ = c.SetDeadline(time.Now().Add(time.Duration(b.connectTimeout.Load())))
-	return newGuardedConn(c, &b.maxPacketSize)
+	now := time.Now()
+	_ = c.SetDeadline(now.Add(time.Duration(b.connectTimeout.Load())))
+	g := newGuardedConn(c, &b.wire, b)
+	g.acceptedAt = now
+	return g
 }
 
 // Close stops accepting, disconnects every client and stops the broker,

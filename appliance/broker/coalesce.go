@@ -25,10 +25,29 @@ import (
 // socket of its own (TLS, websockets), is handed to a goroutine of its own
 // that writes with ordinary blocking writes until it has caught up.
 
-// maxBuffered is how many bytes may wait for one connection before Write
-// blocks; mochi's own queue (pendingWrites) then fills and drops, counted, as
-// it did before coalescing.
-const maxBuffered = 64 << 10
+// Bytes wait here, not in mochi's queue (which mochi bounds by a count of
+// messages and overflows silently): Write never blocks, and a subscriber
+// whose waiting bytes would pass max_queued_bytes is disconnected instead.
+// So is one with more than memoryFloor waiting while the process is over
+// memory_limit: many slow subscribers each under their budget must not add
+// up to more memory than the host has.
+const memoryFloor = 64 << 10
+
+// chunkMax bounds the buffers kept in the pool.
+const chunkMax = 64 << 10
+
+// slowError ends a subscriber whose queue passed its budget.
+type slowError struct {
+	queued, limit int64
+	memory        bool // over memory_limit rather than max_queued_bytes
+}
+
+func (e *slowError) Error() string {
+	if e.memory {
+		return "subscriber too slow: " + itoa(int(e.queued)) + " bytes queued while the broker is over memory_limit"
+	}
+	return "subscriber too slow: " + itoa(int(e.queued)) + " bytes queued, max_queued_bytes is " + itoa(int(e.limit))
+}
 
 // closeFlushTimeout bounds how long Close waits for buffered bytes to reach a
 // client (a CONNACK refusing it, say) before the socket is closed anyway.
@@ -47,20 +66,22 @@ const (
 type coalescedWriter struct {
 	conn net.Conn        // where the bytes go (not the guard)
 	raw  syscall.RawConn // conn's socket, when it has one for non-blocking writes
+	wire *wire           // max_queued_bytes and memory_limit, live
 
 	mu      sync.Mutex
-	space   sync.Cond // signalled when buffered bytes went out, or on error/close
 	pending []byte
+	writing int // bytes taken from pending by a write in progress
 	state   writerState
 	err     error
 	closing bool
 	closeFn func() error // set by close while bytes still wait: called once they are out
+	closeBy *time.Timer  // closes regardless after closeFlushTimeout
 	queued  time.Time    // when it last joined the flush queue
 }
 
-func (w *coalescedWriter) init(c net.Conn) {
+func (w *coalescedWriter) init(c net.Conn, wr *wire) {
 	w.conn = c
-	w.space.L = &w.mu
+	w.wire = wr
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
@@ -68,12 +89,20 @@ func (w *coalescedWriter) init(c net.Conn) {
 	}
 }
 
-// Write buffers p for the flushers. It blocks only when maxBuffered bytes are
-// already waiting for this connection.
+// Write buffers p for the flushers and never blocks. A write that would
+// queue more than the connection's budget fails with a *slowError and closes
+// the connection; a packet larger than the budget still goes to a connection
+// that has nothing waiting.
 func (w *coalescedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	for len(w.pending) >= maxBuffered && w.err == nil && !w.closing {
-		w.space.Wait()
+	if queued := int64(len(w.pending) + w.writing); queued > 0 && w.err == nil && !w.closing {
+		after := queued + int64(len(p))
+		if limit := w.wire.maxQueued.Load(); after > limit {
+			return w.overflow(&slowError{queued: after, limit: limit})
+		}
+		if after > memoryFloor && w.wire.mem.overLimit() {
+			return w.overflow(&slowError{queued: after, memory: true})
+		}
 	}
 	if w.err != nil || w.closing {
 		err := w.err
@@ -95,6 +124,16 @@ func (w *coalescedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// overflow fails the writer with err and drops what waits; the caller
+// closes the connection. Called with w.mu held; returns with it released.
+func (w *coalescedWriter) overflow(err *slowError) (int, error) {
+	w.err = err
+	putBuf(w.pending)
+	w.pending = nil
+	w.mu.Unlock()
+	return 0, err
+}
+
 // flush runs on a flusher: one non-blocking write of everything buffered.
 func (w *coalescedWriter) flush() {
 	w.mu.Lock()
@@ -102,16 +141,19 @@ func (w *coalescedWriter) flush() {
 	w.pending = nil
 	if w.raw == nil || w.closing || w.err != nil {
 		w.state = wDrained
+		w.writing = len(buf)
 		w.mu.Unlock()
 		go w.drain(buf)
 		return
 	}
+	w.writing = len(buf)
 	w.mu.Unlock()
 
 	n, err := w.tryWrite(buf)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.writing = 0
 	switch {
 	case err != nil:
 		putBuf(buf)
@@ -125,6 +167,7 @@ func (w *coalescedWriter) flush() {
 		putBuf(w.pending)
 		w.pending = nil
 		w.state = wDrained
+		w.writing = len(rest)
 		go w.drain(rest)
 	case len(w.pending) > 0:
 		putBuf(buf)
@@ -133,7 +176,6 @@ func (w *coalescedWriter) flush() {
 		putBuf(buf)
 		w.setIdle()
 	}
-	w.space.Broadcast()
 }
 
 // tryWrite writes what the socket takes now and never waits.
@@ -176,22 +218,21 @@ func (w *coalescedWriter) drain(buf []byte) {
 		}
 		putBuf(buf)
 		w.mu.Lock()
+		w.writing = 0
 		if err != nil {
 			w.fail(err)
-			w.space.Broadcast()
 			w.mu.Unlock()
 			return
 		}
 		if len(w.pending) == 0 {
 			w.pending = nil
 			w.setIdle()
-			w.space.Broadcast()
 			w.mu.Unlock()
 			return
 		}
 		buf = w.pending
 		w.pending = nil
-		w.space.Broadcast()
+		w.writing = len(buf)
 		w.mu.Unlock()
 	}
 }
@@ -212,6 +253,8 @@ func (w *coalescedWriter) setIdle() {
 	w.state = wIdle
 	if fn := w.closeFn; fn != nil {
 		w.closeFn = nil
+		// The timer's closure holds the writer: let it go now.
+		w.closeBy.Stop()
 		_ = fn()
 	}
 }
@@ -226,7 +269,6 @@ func (w *coalescedWriter) close(closeFn func() error) error {
 		return errWriterClosed
 	}
 	w.closing = true
-	w.space.Broadcast()
 	if w.state == wIdle {
 		return closeFn()
 	}
@@ -234,7 +276,7 @@ func (w *coalescedWriter) close(closeFn func() error) error {
 	w.closeFn = closeFn
 	// Not every connection honours the deadline (gorilla resets it per
 	// write): close regardless once it has passed.
-	time.AfterFunc(closeFlushTimeout, func() {
+	w.closeBy = time.AfterFunc(closeFlushTimeout, func() {
 		w.mu.Lock()
 		fn := w.closeFn
 		w.closeFn = nil
@@ -322,7 +364,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 func getBuf() []byte { return (*(bufPool.Get().(*[]byte)))[:0] }
 
 func putBuf(b []byte) {
-	if b == nil || cap(b) > 2*maxBuffered {
+	if b == nil || cap(b) > 2*chunkMax {
 		return
 	}
 	b = b[:0]

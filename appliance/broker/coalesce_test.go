@@ -5,9 +5,16 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync/atomic"
 	"testing"
 )
+
+// testWire is the settings of a connection tested alone.
+func testWire(maxPacket, maxQueued int64) *wire {
+	w := &wire{}
+	w.maxPacketSize.Store(maxPacket)
+	w.maxQueued.Store(maxQueued)
+	return w
+}
 
 func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
@@ -38,12 +45,9 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 
 // stream writes packets of varying sizes through a guarded connection, the
 // peer starting to read only after some are written, and checks that every
-// byte arrives once and in order. (Less than maxBuffered must be written
-// before the reader starts: a pipe holds nothing.)
+// byte arrives once and in order.
 func testStream(t *testing.T, server, client net.Conn) {
-	max := new(atomic.Int64)
-	max.Store(1 << 20)
-	g := newGuardedConn(server, max)
+	g := newGuardedConn(server, testWire(1<<20, 64<<20), nil)
 
 	var want bytes.Buffer
 	for i := range 6000 {
@@ -65,7 +69,7 @@ func testStream(t *testing.T, server, client net.Conn) {
 			}
 			off += n
 			i++
-			if off >= maxBuffered/2 && started != nil {
+			if off >= 32<<10 && started != nil {
 				close(started)
 				started = nil
 			}
@@ -110,9 +114,7 @@ func TestCoalescedWriterNoSocket(t *testing.T) {
 func TestCoalescedWriterClose(t *testing.T) {
 	s, c := tcpPair(t)
 	defer c.Close()
-	max := new(atomic.Int64)
-	max.Store(1 << 20)
-	g := newGuardedConn(s, max)
+	g := newGuardedConn(s, testWire(1<<20, 64<<20), nil)
 	if _, err := g.Write([]byte("connack")); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +136,7 @@ func TestCoalescedWriterClose(t *testing.T) {
 // A peer that has gone makes writes fail instead of buffering forever.
 func TestCoalescedWriterPeerGone(t *testing.T) {
 	s, c := tcpPair(t)
-	max := new(atomic.Int64)
-	max.Store(1 << 20)
-	g := newGuardedConn(s, max)
+	g := newGuardedConn(s, testWire(1<<20, 64<<20), nil)
 	defer g.Close()
 	_ = c.Close()
 	p := make([]byte, 1024)

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // GCPercent is the GOGC TuneGC sets: a fan-out allocates a packet and an
@@ -26,8 +27,26 @@ func TuneGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if total := memTotal(); total > 0 {
 			debug.SetMemoryLimit(total / 2)
+			gcTuned.Store(true)
 		}
 	}
+}
+
+var gcTuned atomic.Bool
+
+// alignGCLimit lowers the collector's soft limit to memory_limit when that
+// is below half the host's memory, so that garbage is collected before the
+// broker starts refusing clients for memory it would get back. It changes
+// nothing unless TuneGC set the limit (the environment's GOMEMLIMIT wins).
+func alignGCLimit(memoryLimit int64) {
+	if !gcTuned.Load() {
+		return
+	}
+	target := memTotal() / 2
+	if memoryLimit > 0 && memoryLimit < target {
+		target = memoryLimit
+	}
+	debug.SetMemoryLimit(target)
 }
 
 // memTotal is the host's memory in bytes from /proc/meminfo, or 0.

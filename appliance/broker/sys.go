@@ -50,9 +50,8 @@ type sysStats struct {
 	// Gerrit bridge), but not the $SYS messages.
 	received atomic.Int64
 
-	last        atomic.Pointer[[]SysValue] // the values of the last tick
-	lastDropLog atomic.Int64               // unix seconds
-	done        chan struct{}
+	last atomic.Pointer[[]SysValue] // the values of the last tick
+	done chan struct{}
 }
 
 type sample struct {
@@ -119,6 +118,7 @@ func (b *Broker) sysLoop() {
 		case <-b.sys.done:
 			return
 		case <-t.C:
+			b.access.housekeeping(time.Now())
 			b.publishSys()
 		}
 	}
@@ -185,6 +185,11 @@ func (b *Broker) publishSys() {
 		{"load/publish/dropped/1min", load(m.dropped)},
 		{"load/bytes/received/1min", load(m.bIn)},
 		{"load/bytes/sent/1min", load(m.bOut)},
+		// The appliance's own: open sockets and refusals by kind.
+		{"connections/open", i(b.conns.open.Load(), 10)},
+	}
+	for _, k := range refusalKinds {
+		values = append(values, SysValue{"refused/" + k, i(b.refused.byKind[k].n.Load(), 10)})
 	}
 	for k := range values {
 		values[k].Topic = sysPrefix + values[k].Topic
@@ -203,31 +208,16 @@ func (b *Broker) Sys() []SysValue {
 	return nil
 }
 
-// noteDrop is called when a subscriber's queue is full and a message for it
-// is dropped. It logs the first drop of each ten-second window, not each drop.
-func (b *Broker) noteDrop(cl *mqtt.Client) {
-	now := time.Now().Unix()
-	last := b.sys.lastDropLog.Load()
-	if now-last >= 10 && b.sys.lastDropLog.CompareAndSwap(last, now) {
-		b.log.Warn("subscriber too slow: dropping messages for it (counted in messages.dropped)",
-			"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
-	}
-}
-
 // Status is what the broker contributes to the appliance's status.
 type Status struct {
 	Listeners     []apitype.Listener
 	Clients       int64
 	Subscriptions int64
 	Messages      apitype.Messages
-	Refused       Refused
-	// Refusals is Refused by kind, as apitype.Status carries it.
-	Refusals map[string]int64
-}
-
-// Refused counts what the access model and limits turned away.
-type Refused struct {
-	Auth, Publish, Full int64
+	// Connections counts open sockets: clients, connections before
+	// CONNECT, HTTP requests on websocket ports.
+	Connections int64
+	Refusals    map[string]int64
 }
 
 // Status reports the broker's listeners, clients and message counters.
@@ -246,7 +236,6 @@ func (b *Broker) Status() Status {
 	}
 	b.mu.Unlock()
 	m := b.sys.perMinute()
-	refused := Refused{Auth: b.refusedAuth.Load(), Publish: b.refusedPublish.Load(), Full: b.refusedFull.Load()}
 	dropped := atomic.LoadInt64(&info.MessagesDropped)
 	return Status{
 		Listeners:     ls,
@@ -264,7 +253,7 @@ func (b *Broker) Status() Status {
 				apitype.DropInflight:       atomic.LoadInt64(&info.InflightDropped),
 			},
 		},
-		Refused:  refused,
-		Refusals: map[string]int64{"auth": refused.Auth, "acl": refused.Publish, "max_clients": refused.Full},
+		Connections: b.conns.open.Load(),
+		Refusals:    b.Refusals(),
 	}
 }

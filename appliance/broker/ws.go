@@ -19,7 +19,7 @@ import (
 // own address, so it cannot serve a socket from systemd; this one can.
 func (b *Broker) ServeWebsocket(name string, l net.Listener, source string, tls bool, wrap func(http.Handler) http.Handler) error {
 	b.addListener(name, l, source, tls)
-	return b.server.AddListener(&wsListener{id: name, l: l, b: b, wrap: wrap})
+	return b.server.AddListener(&wsListener{id: name, l: &admitListener{Listener: l, t: &b.conns, http: true}, b: b, wrap: wrap})
 }
 
 // wsWriteBuffers is shared by every websocket listener.
@@ -40,9 +40,17 @@ func (w *wsListener) ID() string              { return w.id }
 func (w *wsListener) Address() string         { return w.l.Addr().String() }
 func (w *wsListener) Protocol() string        { return "ws" }
 
+// Serve serves HTTP on the port until the upgrade: every connection is
+// counted against max_clients and max_connections_per_address from accept
+// (admitListener), and must finish its request, its upgrade and then its
+// MQTT CONNECT within connect_timeout; a keep-alive connection idle between
+// requests is closed after it too, and any answer other than the upgrade
+// closes the connection.
 func (w *wsListener) Serve(establish listeners.EstablishFn) {
+	timeout := time.Duration(w.b.connectTimeout.Load())
 	up := &websocket.Upgrader{
-		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		HandshakeTimeout: timeout,
+		Subprotocols:     []string{"mqtt", "mqttv3.1"},
 		// A public bus: pages on any origin may subscribe.
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
@@ -54,12 +62,16 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 	mux := http.NewServeMux()
 	handle := func(rw http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
+			rw.Header().Set("Connection", "close")
 			http.Error(rw, "This is an MQTT-over-websockets endpoint: connect with an MQTT client (subprotocol \"mqtt\").", http.StatusUpgradeRequired)
 			return
 		}
 		c, err := up.Upgrade(rw, r, nil)
 		if err != nil {
 			return // the upgrader has answered the client
+		}
+		if tc := unwrap[*trackedConn](c.UnderlyingConn()); tc != nil {
+			tc.state.Store(stateUpgraded)
 		}
 		conn := w.b.accepted(&wsConn{Conn: c.UnderlyingConn(), ws: c})
 		if err := establish(w.id, conn); err != nil {
@@ -74,7 +86,11 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: time.Duration(w.b.connectTimeout.Load()),
+		ReadHeaderTimeout: timeout,
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout,
+		IdleTimeout:       timeout,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(w.b.log.Handler(), slog.LevelDebug),
 	}
 	w.mu.Lock()
@@ -137,3 +153,6 @@ func (c *wsConn) Write(p []byte) (int, error) {
 }
 
 func (c *wsConn) Close() error { return c.ws.Close() }
+
+// NetConn returns the connection under the websocket.
+func (c *wsConn) NetConn() net.Conn { return c.Conn }

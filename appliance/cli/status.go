@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -59,12 +60,13 @@ func printStatus(st *apitype.Status) {
 	fmt.Fprintf(w, "version:\t%s\n", st.Version)
 	fmt.Fprintf(w, "config:\t%s\n", st.Config)
 	fmt.Fprintf(w, "uptime:\t%s (since %s)\n", (time.Duration(st.UptimeSeconds) * time.Second).String(), st.Started.Format(time.RFC3339))
-	fmt.Fprintf(w, "clients:\t%d\n", st.Clients)
+	fmt.Fprintf(w, "clients:\t%d\t(%d connections)\n", st.Clients, st.Connections)
 	fmt.Fprintf(w, "subscriptions:\t%d\n", st.Subscriptions)
 	m := st.Messages
 	fmt.Fprintf(w, "messages in:\t%.1f/s\t%d total\n", m.ReceivedPerSec, m.ReceivedTotal)
 	fmt.Fprintf(w, "messages out:\t%.1f/s\t%d total\n", m.SentPerSec, m.SentTotal)
 	fmt.Fprintf(w, "messages dropped:\t%.1f/s\t%d total\n", m.DroppedPerSec, m.DroppedTotal)
+	fmt.Fprintf(w, "refused:\t%s\n", refusals(st.Refusals))
 	if st.Redacted {
 		fmt.Fprintf(w, "publishers:\t(hidden: only root, the daemon's user and group %s see the details)\n", control.Group)
 	} else {
@@ -125,6 +127,27 @@ func printStatus(st *apitype.Status) {
 			fmt.Fprintf(w, "  last error:\t%s\n", f.LastError)
 		}
 	}
+}
+
+// refusals lists the kinds refused at least once, most first.
+func refusals(m map[string]int64) string {
+	kinds := make([]string, 0, len(m))
+	for k, n := range m {
+		if n > 0 {
+			kinds = append(kinds, k)
+		}
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if m[kinds[i]] != m[kinds[j]] {
+			return m[kinds[i]] > m[kinds[j]]
+		}
+		return kinds[i] < kinds[j]
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return orNone(strings.Join(parts, ", "))
 }
 
 func ago(t *time.Time) string {

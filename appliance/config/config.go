@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Config struct {
 	Gerrit     []Gerrit    `toml:"gerrit"`
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
+	Limits     Limits      `toml:"limits"`
 	Metrics    Metrics     `toml:"metrics"`
 	Journal    Journal     `toml:"journal"`
 	Page       Page        `toml:"page"`
@@ -39,6 +41,42 @@ type Broker struct {
 	MaxPacketSize  int      `toml:"max_packet_size"` // bytes
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	StateDir       string   `toml:"state_dir"`
+}
+
+// Limits bounds what one client, one source address, and all clients
+// together may cost the broker. Every limit applies live on reload. Anonymous
+// clients are held to all of them; publisher accounts are trusted with their
+// keepalive and session, but not with topic shape or queue size.
+type Limits struct {
+	MaxTopicLevels            int      `toml:"max_topic_levels"`
+	MaxTopicLength            int      `toml:"max_topic_length"` // bytes, names and filters
+	MaxSubscriptionsPerClient int      `toml:"max_subscriptions_per_client"`
+	MaxConnectionsPerAddress  int      `toml:"max_connections_per_address"` // IPv4 address or IPv6 /64
+	MaxQueuedBytes            Size     `toml:"max_queued_bytes"`            // per subscriber
+	MaxKeepalive              Duration `toml:"max_keepalive"`
+	MemoryLimit               Size     `toml:"memory_limit"` // SizeAuto: half the host's memory
+	MaxRetainedMessages       int      `toml:"max_retained_messages"`
+	MaxRetainedBytes          Size     `toml:"max_retained_bytes"`
+	AnonymousSessionExpiry    Duration `toml:"anonymous_session_expiry"`
+	AuthFailuresPerAddress    Rate     `toml:"auth_failures_per_address"`
+	AuthFailuresPerAccount    Rate     `toml:"auth_failures_per_account"`
+	AuthWait                  Duration `toml:"auth_wait"`
+	// ExemptAddresses are addresses or CIDR prefixes ("10.0.0.0/8") that the
+	// per-address limits skip; Exempt returns them parsed.
+	ExemptAddresses []string `toml:"exempt_addresses"`
+}
+
+// Exempt returns ExemptAddresses as prefixes (a lone address is its own
+// /32 or /128). Entries that do not parse are skipped: validation has
+// already refused them.
+func (l Limits) Exempt() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.ExemptAddresses))
+	for _, s := range l.ExemptAddresses {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Control configures the local control API used by firehosectl.
@@ -126,6 +164,13 @@ type Rate struct {
 
 // IsZero reports whether the limit is off.
 func (r Rate) IsZero() bool { return r.Count == 0 }
+
+// Size is a number of bytes, written "8MiB", "512KiB", "1GB" or as a plain
+// integer. SizeAuto ("auto") lets the daemon choose, where a key allows it.
+type Size int64
+
+// SizeAuto is the Size written "auto".
+const SizeAuto Size = -1
 
 func (r Rate) String() string {
 	if r.IsZero() {

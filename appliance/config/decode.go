@@ -172,6 +172,11 @@ func (d *decoder) value(p toml.Primitive, k Key, f reflect.Value) {
 		return
 	}
 	if isText(f) {
+		// A size may also be a plain number of bytes.
+		if n, ok := raw.(int64); ok && f.Type() == reflect.TypeFor[Size]() {
+			f.SetInt(n)
+			return
+		}
 		if _, ok := raw.(string); !ok {
 			d.fail(k, "must be %s, not %s", article(describe(f.Type())), tomlType(raw))
 			return
@@ -224,10 +229,10 @@ func describe(t reflect.Type) string {
 		return `duration string such as "10s"`
 	case reflect.TypeFor[Rate]():
 		return `rate string such as "50/second"`
-	case reflect.TypeFor[ByteSize]():
-		return `size string such as "4GiB"`
 	case reflect.TypeFor[SyncPolicy]():
 		return `string such as "1s" or "always"`
+	case reflect.TypeFor[Size]():
+		return `size such as "8MiB" or a number of bytes`
 	}
 	switch t.Kind() {
 	case reflect.String:

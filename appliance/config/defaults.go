@@ -24,6 +24,21 @@ func Default() *Config {
 		// Off unless the file turns it on, so that a config written for another
 		// host never locks its administrator out; the packaged file turns it on.
 		Firewall: Firewall{AllowTCP: []int{22}},
+		Limits: Limits{
+			MaxTopicLevels:            64,
+			MaxTopicLength:            1024,
+			MaxSubscriptionsPerClient: 1000,
+			MaxConnectionsPerAddress:  500,
+			MaxQueuedBytes:            8 << 20,
+			MaxKeepalive:              Duration(time.Hour),
+			MemoryLimit:               SizeAuto,
+			MaxRetainedMessages:       10000,
+			MaxRetainedBytes:          64 << 20,
+			AnonymousSessionExpiry:    Duration(5 * time.Minute),
+			AuthFailuresPerAddress:    Rate{Count: 10, Per: time.Minute},
+			AuthFailuresPerAccount:    Rate{Count: 60, Per: time.Minute},
+			AuthWait:                  Duration(5 * time.Second),
+		},
 		// Off unless the file turns it on (the packaged file does), so that
 		// no config opens a port it does not name; loopback when on.
 		Metrics: Metrics{Listen: DefaultMetricsListen},

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -16,7 +15,7 @@ type Journal struct {
 	// MaxAge: older messages are removed.
 	MaxAge Duration `toml:"max_age"`
 	// MaxBytes: the oldest messages are removed to stay under it.
-	MaxBytes ByteSize `toml:"max_bytes"`
+	MaxBytes Size `toml:"max_bytes"`
 	// Fsync is how often written messages are forced to disk.
 	Fsync SyncPolicy `toml:"fsync"`
 }
@@ -39,51 +38,11 @@ const (
 
 func (j *Journal) validate(v *validator) {
 	v.check(j.MaxAge.D() >= minJournalAge, Key{"journal", "max_age"}, "must be at least %s", minJournalAge)
-	v.check(j.MaxBytes >= minJournalBytes, Key{"journal", "max_bytes"}, "must be at least 1MiB")
-}
-
-// ByteSize is a number of bytes written with a unit: "4GiB", "500MB",
-// "1048576". KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024.
-type ByteSize int64
-
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-}
-
-// UnmarshalText parses a size such as "4GiB".
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
+	if j.MaxBytes == SizeAuto {
+		v.fail(Key{"journal", "max_bytes"}, "must be a size such as \"4GiB\" (\"auto\" is for memory_limit)")
+	} else {
+		v.check(j.MaxBytes >= minJournalBytes, Key{"journal", "max_bytes"}, "must be at least 1MiB")
 	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	unit, known := sizeUnits[strings.ToLower(strings.TrimSpace(s[i:]))]
-	if err != nil || !known {
-		return fmt.Errorf("%q is not a size (write it like \"4GiB\", \"500MB\" or \"1048576\")", text)
-	}
-	if n > (1<<62)/unit {
-		return fmt.Errorf("%q is too large", text)
-	}
-	*b = ByteSize(n * unit)
-	return nil
-}
-
-// MarshalText writes the size with the largest binary unit that divides it.
-func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
-
-func (b ByteSize) String() string {
-	for _, u := range []struct {
-		name string
-		n    int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if b != 0 && int64(b)%u.n == 0 {
-			return strconv.FormatInt(int64(b)/u.n, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(int64(b), 10)
 }
 
 // SyncPolicy is when the journal forces writes to disk: "always" (every

@@ -28,26 +28,3 @@ func TestJournalDefaultsAndValues(t *testing.T) {
 		t.Errorf("journal = %+v", off.Journal)
 	}
 }
-
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{
-		"1048576": 1 << 20, "4GiB": 4 << 30, "500MB": 500e6, "2 tib": 2 << 40, "10kB": 10e3, "7B": 7,
-	} {
-		var b ByteSize
-		if err := b.UnmarshalText([]byte(in)); err != nil || b != want {
-			t.Errorf("%q = %d, %v; want %d", in, b, err, want)
-		}
-	}
-	for _, in := range []string{"", "GiB", "-1MiB", "1.5GiB", "4 gigs", "99999999999TiB"} {
-		var b ByteSize
-		if err := b.UnmarshalText([]byte(in)); err == nil {
-			t.Errorf("%q parsed as %d", in, b)
-		}
-	}
-	if s := ByteSize(4 << 30).String(); s != "4GiB" {
-		t.Errorf("String = %q", s)
-	}
-	if s := ByteSize(1000).String(); s != "1000" {
-		t.Errorf("String = %q", s)
-	}
-}

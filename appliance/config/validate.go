@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -117,6 +118,8 @@ func (c *Config) validate() []fieldError {
 	default:
 		v.fail(Key{"tls", "mode"}, "%q is not one of \"off\", \"files\", \"acme\"", t.Mode)
 	}
+
+	v.limits(c)
 
 	for j, p := range c.Firewall.AllowTCP {
 		v.check(p >= 1 && p <= 65535, Key{"firewall", "allow_tcp", j}, "%d is not a port", p)
@@ -241,4 +244,55 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// Bounds of the [limits] keys.
+const (
+	// MaxTopicLevelsLimit: the embedded broker indexes a filter of n levels
+	// in O(n²) under its one index lock (200 levels: 0.3 ms per subscription).
+	MaxTopicLevelsLimit = 1000
+	minQueuedBytes      = 64 << 10
+	minMemoryLimit      = 64 << 20
+	// MaxSessionExpiry is the longest any session outlives its connection.
+	MaxSessionExpiry = time.Hour
+)
+
+func (v *validator) limits(c *Config) {
+	l := c.Limits
+	k := func(name string) Key { return Key{"limits", name} }
+	v.check(l.MaxTopicLevels >= 1 && l.MaxTopicLevels <= MaxTopicLevelsLimit, k("max_topic_levels"),
+		"must be between 1 and %d (the broker's topic index costs the square of the levels)", MaxTopicLevelsLimit)
+	v.check(l.MaxTopicLength >= 1 && l.MaxTopicLength <= topic.MaxLen, k("max_topic_length"), "must be between 1 and %d bytes", topic.MaxLen)
+	v.check(l.MaxSubscriptionsPerClient >= 1, k("max_subscriptions_per_client"), "must be at least 1")
+	v.check(l.MaxConnectionsPerAddress >= 1, k("max_connections_per_address"), "must be at least 1")
+	v.size(l.MaxQueuedBytes, minQueuedBytes, k("max_queued_bytes"), "must be at least %s", Size(minQueuedBytes))
+	v.check(l.MemoryLimit == SizeAuto || l.MemoryLimit >= minMemoryLimit, k("memory_limit"), "must be \"auto\" or at least %s", Size(minMemoryLimit))
+	v.check(l.MaxRetainedMessages >= 0, k("max_retained_messages"), "must be 0 (no retained messages) or more")
+	v.size(l.MaxRetainedBytes, 0, k("max_retained_bytes"), "must be 0 (no retained messages) or more")
+	v.wholeSeconds(l.MaxKeepalive, 1, 65535, k("max_keepalive"))
+	v.wholeSeconds(l.AnonymousSessionExpiry, 0, int64(MaxSessionExpiry/time.Second), k("anonymous_session_expiry"))
+	// A wait longer than broker.connect_timeout is cut short by it.
+	v.check(l.AuthWait > 0, k("auth_wait"), "must be longer than 0s")
+	for j, a := range l.ExemptAddresses {
+		if _, err := ParsePrefix(a); err != nil {
+			v.fail(k("exempt_addresses").Append(j), "%v", err)
+		}
+	}
+}
+
+// size checks a Size that has no "auto" against its minimum.
+func (v *validator) size(z Size, min Size, k Key, format string, args ...any) {
+	if z == SizeAuto {
+		v.fail(k, "\"auto\" is only for memory_limit: give a size such as \"8MiB\"")
+		return
+	}
+	v.check(z >= min, k, format, args...)
+}
+
+// wholeSeconds checks that d is a whole number of seconds in [lo, hi].
+func (v *validator) wholeSeconds(d Duration, lo, hi int64, k Key) {
+	s := d.D() / time.Second
+	if d.D()%time.Second != 0 || int64(s) < lo || int64(s) > hi {
+		v.fail(k, "must be a whole number of seconds between %s and %s", time.Duration(lo)*time.Second, time.Duration(hi)*time.Second)
+	}
 }

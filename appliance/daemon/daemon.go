@@ -587,6 +587,7 @@ func (d *Daemon) Status() *apitype.Status {
 		Refusals:      bs.Refusals,
 		Publishers:    make([]string, 0, len(cfg.Publishers)),
 		LastReload:    d.lastReload.Load(),
+		Connections:   bs.Connections,
 	}
 	for _, p := range cfg.Publishers {
 		st.Publishers = append(st.Publishers, p.Username)
