@@ -597,15 +597,18 @@ func TestIdleHTTPConnections(t *testing.T) {
 	}
 	eventually(t, "closed connections to be released", func() bool { return d.status().Connections <= 3 })
 
-	// A GET / is answered, and the connection closed.
-	get := dial(nil)
-	if _, err := io.WriteString(get, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	_ = get.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := io.ReadAll(get)
-	if err != nil || !strings.HasPrefix(string(resp), "HTTP/1.1 426") {
-		t.Fatalf("GET /: %q, %v; want a 426 and the connection closed", resp, err)
+	// A plain request is answered, and the connection closed: the page at
+	// / and the websocket endpoint alike.
+	for path, status := range map[string]string{"/": "HTTP/1.1 200", "/mqtt": "HTTP/1.1 426"} {
+		get := dial(nil)
+		if _, err := io.WriteString(get, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = get.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := io.ReadAll(get)
+		if err != nil || !strings.HasPrefix(string(resp), status) {
+			t.Fatalf("GET %s: %.200q, %v; want %q and the connection closed", path, resp, err, status)
+		}
 	}
 
 	// 300 that send part of a request, or nothing, from three addresses:
