@@ -26,6 +26,7 @@ type tracker struct {
 // States of a tracked connection, for counting what ended it.
 const (
 	stateRaw       int32 = iota // accepted; HTTP on websocket ports
+	stateServed                 // a whole HTTP request arrived in time (the page, the events API)
 	stateUpgraded               // a websocket, no CONNECT yet
 	stateConnected              // an MQTT client past CONNECT
 )

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -85,7 +86,11 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 		h = w.wrap(h)
 	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler: servedHandler(h),
+		// servedHandler finds the connection of a request here.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 		ReadHeaderTimeout: timeout,
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout,
@@ -97,6 +102,22 @@ func (w *wsListener) Serve(establish listeners.EstablishFn) {
 	w.srv = srv
 	w.mu.Unlock()
 	_ = srv.Serve(w.l)
+}
+
+type connKey struct{}
+
+// servedHandler marks a connection whose request arrived whole: the server's
+// closing it later (after the answer, or idle) is no refusal, whereas one
+// that never finished its request within connect_timeout is.
+func servedHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+			if tc := unwrap[*trackedConn](c); tc != nil {
+				tc.state.CompareAndSwap(stateRaw, stateServed)
+			}
+		}
+		h.ServeHTTP(rw, r)
+	})
 }
 
 func (w *wsListener) Close(closeClients listeners.CloseFn) {

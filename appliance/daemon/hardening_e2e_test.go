@@ -610,6 +610,11 @@ func TestIdleHTTPConnections(t *testing.T) {
 			t.Fatalf("GET %s: %.200q, %v; want %q and the connection closed", path, resp, err, status)
 		}
 	}
+	// Answered requests are no refusal: the server closing them after the
+	// answer is not a timeout.
+	if n := d.status().Refusals["http_timeout"]; n != 0 {
+		t.Fatalf("answered GETs counted as %d http_timeout refusals", n)
+	}
 
 	// 300 that send part of a request, or nothing, from three addresses:
 	// counted against max_clients from accept (250, plus a margin for
