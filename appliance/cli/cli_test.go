@@ -55,6 +55,27 @@ func TestStatusNamesTheFirewallTableOnce(t *testing.T) {
 	}
 }
 
+// The human status says where /metrics is served, or why it is not.
+func TestStatusShowsMetrics(t *testing.T) {
+	for _, c := range []struct {
+		m    apitype.MetricsStatus
+		want string
+	}{
+		{apitype.MetricsStatus{}, "metrics:  off\n"},
+		{apitype.MetricsStatus{Enabled: true, Listen: "127.0.0.1:0", Address: "127.0.0.1:9883"}, "metrics:  http://127.0.0.1:9883/metrics\n"},
+		{apitype.MetricsStatus{Enabled: true, Listen: "127.0.0.1:9883", LastError: "address in use"}, "metrics:  not serving on 127.0.0.1:9883: address in use\n"},
+	} {
+		var out bytes.Buffer
+		Stdout = &out
+		m := c.m
+		printStatus(&apitype.Status{Metrics: &m})
+		Stdout = os.Stdout
+		if !strings.Contains(out.String(), c.want) {
+			t.Errorf("status shows:\n%s\nwant %q", out.String(), c.want)
+		}
+	}
+}
+
 // Issue 15: an unstamped build (go run, go test) said "dev" and no more.
 func TestVersionSaysWhenUnstamped(t *testing.T) {
 	code, out, _ := run(t, "version")

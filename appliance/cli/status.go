@@ -111,6 +111,16 @@ func printStatus(st *apitype.Status) {
 	if j := st.Journal; j != nil {
 		printJournal(w, j)
 	}
+	if m := st.Metrics; m != nil {
+		switch {
+		case !m.Enabled:
+			fmt.Fprintf(w, "\nmetrics:\toff\n")
+		case m.Address != "":
+			fmt.Fprintf(w, "\nmetrics:\thttp://%s/metrics\n", m.Address)
+		default:
+			fmt.Fprintf(w, "\nmetrics:\tnot serving on %s: %s\n", m.Listen, m.LastError)
+		}
+	}
 	if f := st.Firewall; f != nil {
 		state := "disabled"
 		if f.Enabled {
