@@ -17,10 +17,16 @@ import (
 	"github.com/firehose/firehose/appliance/topic"
 )
 
-// appendTimeout bounds one write. In-process writes take microseconds; a
-// store that does not answer in this time is treated as failing, so a
-// publisher's connection never hangs on the journal for long.
-const appendTimeout = 2 * time.Second
+// appendTimeout bounds one attempt at a write, appendBudget all of them.
+// In-process writes take microseconds, but a machine busy with a burst can
+// hold one up for seconds: a store that is slow without having reported a
+// write error is asked again under the same message ID (JetStream keeps it
+// once), and only a store that stays silent for appendBudget is treated as
+// failing, so a publisher's connection never hangs on the journal for long.
+const (
+	appendTimeout = 2 * time.Second
+	appendBudget  = 20 * time.Second
+)
 
 // ErrNotJournaled wraps every reason a message could not be journaled.
 var ErrNotJournaled = errors.New("not journaled")
@@ -98,20 +104,26 @@ func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 	if err := j.space.check(j.dir, j.reserve, len(m.Data)+len(m.Subject)+256); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-	defer cancel()
 	id := j.msgIDPrefix + strconv.FormatUint(j.msgIDs.Add(1), 36)
-	ack, err := j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		// A store that fails to write does not answer; its log says why.
-		if errors.Is(err, context.DeadlineExceeded) {
-			if e, _ := j.storeErr.Load().(string); e != "" {
-				return 0, fmt.Errorf("%w: no answer from the store within %s; it last said: %s", ErrNotJournaled, appendTimeout, e)
-			}
+	giveUp := time.Now().Add(appendBudget)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		ack, err := j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		cancel()
+		if err == nil {
+			return ack.Sequence, nil
 		}
-		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+		}
+		// A store that fails to write does not answer; its log says why.
+		if e, _ := j.storeErr.Load().(string); e != "" {
+			return 0, fmt.Errorf("%w: no answer from the store within %s; it last said: %s", ErrNotJournaled, appendTimeout, e)
+		}
+		if time.Now().After(giveUp) {
+			return 0, fmt.Errorf("%w: no answer from the store within %s: %w", ErrNotJournaled, appendBudget, err)
+		}
 	}
-	return ack.Sequence, nil
 }
 
 // space keeps the journal from filling the disk: the free space is looked
