@@ -27,6 +27,7 @@ type Status struct {
 	TLS      *TLSStatus      `json:"tls,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Journal  *JournalStatus  `json:"journal,omitempty"`
+	Cluster  *ClusterStatus  `json:"cluster,omitempty"`
 }
 
 // States of the appliance.

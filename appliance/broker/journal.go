@@ -91,7 +91,7 @@ func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		// message is not safely kept, so it may send it again.
 		h.j.DeliverLive(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
 		if qos > 0 {
-			h.refuse(cl, pk)
+			h.refuse(cl, pk, err)
 		}
 		return pk, packets.ErrRejectPacket
 	}
@@ -114,7 +114,7 @@ func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 // refuse tells a QoS > 0 publisher that its message was not journaled: an
 // MQTT 5 client gets a negative acknowledgement, an MQTT 3 client (which
 // has none) is disconnected, so that neither takes the message as kept.
-func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet) {
+func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet, err error) {
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(packets.ErrUnspecifiedError)
 		return
@@ -124,7 +124,7 @@ func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet) {
 		typ = packets.Pubrec
 	}
 	a := ack(typ, pk.PacketID, packets.ErrUnspecifiedError)
-	a.Properties.ReasonString = "the journal could not keep this message; it went out live only"
+	a.Properties.ReasonString = journal.RefusalReason(err)
 	_ = cl.WritePacket(a)
 }
 

@@ -103,7 +103,10 @@ func printStatus(st *apitype.Status) {
 		}
 	}
 	if j := st.Journal; j != nil {
-		printJournal(w, j)
+		printJournal(w, j, st.Cluster != nil)
+	}
+	if c := st.Cluster; c != nil {
+		printCluster(w, c)
 	}
 	if f := st.Firewall; f != nil {
 		state := "disabled"

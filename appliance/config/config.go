@@ -23,6 +23,7 @@ type Config struct {
 	TLS        TLS         `toml:"tls"`
 	Firewall   Firewall    `toml:"firewall"`
 	Journal    Journal     `toml:"journal"`
+	Cluster    Cluster     `toml:"cluster"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }

@@ -21,6 +21,7 @@ func Default() *Config {
 		// host never locks its administrator out; the packaged file turns it on.
 		Firewall: Firewall{AllowTCP: []int{22}},
 		Journal:  defaultJournal(),
+		Cluster:  defaultCluster(),
 	}
 }
 

@@ -123,6 +123,7 @@ func (c *Config) validate() []fieldError {
 		v.check(p >= 1 && p <= 65535, Key{"firewall", "allow_udp", j}, "%d is not a port", p)
 	}
 	c.Journal.validate(&v)
+	c.Cluster.validate(&v, c.Journal.Enabled)
 	return v.errs
 }
 

@@ -284,6 +284,7 @@ func fixed(old, next *config.Config) error {
 			errs = append(errs, fmt.Errorf("reload not supported for %s: old=%q, new=%q (restart firehose to change it)", f.key, f.old, f.new))
 		}
 	}
+	errs = append(errs, fixedCluster(old.Cluster, next.Cluster)...)
 	return errors.Join(errs...)
 }
 
@@ -352,6 +353,7 @@ func (d *Daemon) Status() *apitype.Status {
 	if d.journal != nil {
 		st.Journal = d.journal.Status()
 		st.Reasons = append(st.Reasons, d.journal.Problems()...)
+		st.Cluster = d.journal.ClusterStatus()
 	}
 	if r := st.LastReload; r != nil && !r.OK {
 		st.Reasons = append(st.Reasons, "last reload failed, still running the previous config (a restart would fail too): "+oneLine(errors.New(r.Error)))
