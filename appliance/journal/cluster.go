@@ -278,7 +278,9 @@ func urlStrings(us []*url.URL) []string {
 func (j *Journal) startClustered(ctx context.Context) {
 	logged := false
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short attempts: a request made before the meta leader is elected
+		// waits for its whole timeout.
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := j.ensureStreams(cctx, j.currentConfig())
 		cancel()
 		if err == nil {
@@ -380,6 +382,16 @@ func (j *Journal) probe() {
 	info := s.CachedInfo()
 	if info.Cluster != nil && info.Cluster.Leader == "" {
 		j.cl.down(errors.New("the stream has no leader"))
+		return
+	}
+	j.cl.mu.Lock()
+	started := j.cl.started
+	j.cl.mu.Unlock()
+	if !started {
+		// startClustered declares the quorum once fan-out runs.
+		j.cl.mu.Lock()
+		j.cl.info = info
+		j.cl.mu.Unlock()
 		return
 	}
 	j.cl.ok(info)

@@ -110,6 +110,13 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 		defer cancel()
 		_ = j.js().DeleteConsumer(dctx, stream, info.Name)
 	}()
+	if j.cl != nil && info.NumPending == 0 {
+		// A clustered consumer's create answer may come before its
+		// leader has counted what it has pending: ask again.
+		if fresh, err := cons.Info(ctx); err == nil {
+			info = fresh
+		}
+	}
 	pending := int(info.NumPending)
 	if limit > 0 && pending > limit {
 		pending = limit
