@@ -23,6 +23,13 @@ type Journal interface {
 	DeliverLive(topic string, payload []byte, retain bool, qos byte)
 }
 
+// journalFrom is a journal that names a QoS > 0 publish by its client and
+// packet ID, so that the publisher's resend of it through another node of
+// a cluster is stored once.
+type journalFrom interface {
+	AppendFrom(client string, packetID uint16, topic string, payload []byte, retain bool, qos byte) (uint64, error)
+}
+
 // UseJournal routes every publish from a client through j before any
 // subscriber sees it: the message is journaled, a QoS 1 publish is
 // acknowledged once it is, and it reaches subscribers through Deliver, fed
@@ -85,7 +92,12 @@ func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, nil
 	}
 	qos := pk.FixedHeader.Qos
-	_, err := h.j.Append(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	var err error
+	if jf, ok := h.j.(journalFrom); ok && qos > 0 {
+		_, err = jf.AppendFrom(cl.ID, pk.PacketID, pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	} else {
+		_, err = h.j.Append(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	}
 	if err != nil {
 		// Fan-out goes on without the journal; the publisher is told the
 		// message is not safely kept, so it may send it again.

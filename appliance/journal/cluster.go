@@ -363,6 +363,29 @@ func (j *Journal) appendClustered(m *nats.Msg, id string) (uint64, error) {
 	}
 }
 
+// AppendFrom is Append for a QoS 1 or 2 publish from an MQTT client. In a
+// cluster the message ID is made from the client ID, the packet ID, the
+// topic and the payload: a publisher that loses its node before the
+// PUBACK and resends the message (DUP) through another node within the
+// dedupe window has it stored once. The price: a client that sends the
+// same payload to the same topic under the same packet ID within the
+// window (packet IDs are reused after 65,535 publishes) has the second
+// one taken for a resend.
+func (j *Journal) AppendFrom(client string, packetID uint16, t string, payload []byte, retain bool, qos byte) (uint64, error) {
+	if j.cl == nil {
+		return j.Append(t, payload, retain, qos)
+	}
+	m, err := j.message(t, payload, retain, qos)
+	if err != nil {
+		j.refused()
+		return 0, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%s\x00", client, packetID, t)
+	h.Write(payload)
+	return j.appendClustered(m, "mqtt-"+hex.EncodeToString(h.Sum(nil)[:16]))
+}
+
 func (j *Journal) refused() {
 	j.cl.mu.Lock()
 	j.cl.refused++
@@ -395,6 +418,28 @@ func (j *Journal) probe() {
 		return
 	}
 	j.cl.ok(info)
+}
+
+// transient runs f again while it fails the way a cluster fails for a
+// moment (a node just restarted, interest not yet propagated over the
+// routes, an election): for up to 10 s, and only in a cluster.
+func (j *Journal) transient(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil || j.cl == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		var apiErr *jetstream.APIError
+		if !errors.Is(err, nats.ErrNoResponders) && !(errors.As(err, &apiErr) && apiErr.Code == 503) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(clusterRetryGap):
+		}
+	}
 }
 
 // gerritMsgID names a Gerrit event by its content, so the same event

@@ -75,7 +75,9 @@ func (j *Journal) fanConsumer(ctx context.Context, c *conn) (jetstream.MessagesC
 	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   j.lastSeen.Load() + 1,
-		NamePrefix:    "fanout-" + j.node,
+		// A name of its own per process: a consumer of a node that crashed
+		// lives on in the cluster for a while under its old name.
+		NamePrefix: "fanout-" + j.msgIDPrefix[:len(j.msgIDPrefix)-1],
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)

@@ -296,13 +296,33 @@ func retainedStreamConfig(cfg Config) jetstream.StreamConfig {
 }
 
 func (j *Journal) ensureStreams(ctx context.Context, cfg Config) error {
-	if _, err := j.js().CreateOrUpdateStream(ctx, j.streamConfig(cfg)); err != nil {
-		return fmt.Errorf("journal: stream %s: %w", StreamName, err)
-	}
-	if _, err := j.js().CreateOrUpdateStream(ctx, retainedStreamConfig(cfg)); err != nil {
-		return fmt.Errorf("journal: stream %s: %w", RetainedStreamName, err)
+	for _, want := range []jetstream.StreamConfig{j.streamConfig(cfg), retainedStreamConfig(cfg)} {
+		if err := j.ensureStream(ctx, want); err != nil {
+			return fmt.Errorf("journal: stream %s: %w", want.Name, err)
+		}
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its limits differ.
+// An unchanged stream is only looked at: in a cluster, an update is a
+// meta-leader operation that a node just restarted may wait long for.
+func (j *Journal) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+	s, err := j.js().Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		_, err = j.js().CreateStream(ctx, want)
+		return err
+	case err != nil:
+		return err
+	}
+	have := s.CachedInfo().Config
+	if have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject {
+		return nil
+	}
+	_, err = j.js().UpdateStream(ctx, want)
+	return err
 }
 
 // Update applies new limits live: max_age and max_bytes. The fsync policy
