@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,4 +266,58 @@ func TestClusterKillNode(t *testing.T) {
 	if got := payloads(t, n1.history(url.Values{"filter": {"zuul/#"}, "since": {"1"}, "limit": {"10000"}})); !equalStrings(got, journal) {
 		t.Errorf("node 1's journal after restart differs from node 2's (%d vs %d messages)", len(got), len(journal))
 	}
+}
+
+// TestClusterQuorumLoss: with two of three nodes down, the last node's
+// status is degraded and says why; QoS 1 publishes are refused (MQTT 5:
+// a PUBACK with reason 0x80 and a reason string; MQTT 3.1.1: the
+// publisher is disconnected); subscribers stay connected. Once a second
+// node is back, publishing works again and nothing refused appears.
+func TestClusterQuorumLoss(t *testing.T) {
+	c := startCluster(t, 3, "")
+	n1 := c.nodes[0]
+	s1 := subscribe(t, "tcp://"+n1.addr["mqtt"], "zuul/#")
+	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "before")
+	s1.expect("zuul/q", "before")
+
+	c.kill(1)
+	c.kill(2)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := n1.status()
+		if st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && len(st.Reasons) > 0 {
+			t.Logf("status without quorum: %q", st.Reasons)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 does not report the lost quorum: %s %q %+v", st.State, st.Reasons, st.Cluster)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, code := n1.run("status", "--socket", n1.ctl.Socket)
+	if code == 0 || !strings.Contains(out, "NO QUORUM") {
+		t.Errorf("firehosectl status exit %d:\n%s", code, out)
+	}
+
+	code5, out5 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv5", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during5")
+	t.Logf("mosquitto_pub -V mqttv5: exit %d: %s", code5, out5)
+	if code5 == 0 && !strings.Contains(out5, "failed") {
+		t.Errorf("an MQTT 5 QoS 1 publish without quorum was accepted: exit %d: %s", code5, out5)
+	}
+	code3, out3 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv311", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during3")
+	t.Logf("mosquitto_pub -V mqttv311: exit %d: %s", code3, out3)
+	if code3 == 0 {
+		t.Errorf("an MQTT 3.1.1 QoS 1 publish without quorum was accepted: %s", out3)
+	}
+	if s1.lost.Load() != 0 {
+		t.Errorf("the subscriber lost its connection")
+	}
+	if st := n1.status(); st.Cluster.Refused < 2 {
+		t.Errorf("refused = %d, want at least 2", st.Cluster.Refused)
+	}
+
+	c.start(1)
+	c.waitQuorum(0)
+	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "after")
+	s1.expect("zuul/q", "after") // and neither refused message before it
 }

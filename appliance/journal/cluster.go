@@ -583,6 +583,9 @@ func peers(srv *server.Server, cl *ClusterConfig) ([]apitype.ClusterPeer, string
 	if jsz, err := srv.Jsz(nil); err == nil && jsz.Meta != nil {
 		leader = jsz.Meta.Leader
 		for _, r := range jsz.Meta.Replicas {
+			if r.Name == srv.Name() {
+				continue
+			}
 			p := add(r.Name)
 			if !p.Connected {
 				p.LastSeenSeconds = r.Active.Seconds()
