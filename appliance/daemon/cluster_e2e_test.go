@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
 
 // collect reads n messages from s, failing on a timeout.
@@ -320,4 +323,54 @@ func TestClusterQuorumLoss(t *testing.T) {
 	c.waitQuorum(0)
 	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "after")
 	s1.expect("zuul/q", "after") // and neither refused message before it
+}
+
+// TestClusterGerritOnce: the same Gerrit source configured on all three
+// nodes puts each event on the bus once, live, and also when a node that
+// was down replays the events-log after the dedupe window has passed
+// (the replayed events are found in the journal and not published again).
+func TestClusterGerritOnce(t *testing.T) {
+	g := gerrittest.New(t, gerrittest.Options{WallClock: true, PageLimit: 1000})
+	cfg := g.Config(t, t.TempDir(), "review")
+	c := startClusterWindow(t, 3, gerrittest.TOML(cfg)+"\n", 3*time.Second)
+	n2 := c.nodes[1]
+	eventually(t, "three stream-events sessions", func() bool { return g.Streaming() == 3 })
+	s2 := subscribe(t, "tcp://"+n2.addr["mqtt"], "gerrit/#")
+	// FIREHOSE_GERRIT_SAMPLES points at the samples outside CI's layout.
+	path := gerrittest.SamplesPath
+	if env := os.Getenv("FIREHOSE_GERRIT_SAMPLES"); env != "" {
+		path = env
+	}
+	p := &producer{g: g, samples: gerrittest.ReadSamples(t, path)}
+	live := p.emit(20)
+	expectEvents(t, s2, "gerrit", live)
+
+	// Node 3 goes down, events happen, the dedupe window passes.
+	c.nodes[2].stop()
+	eventually(t, "two sessions", func() bool { return g.Streaming() == 2 })
+	missed := p.emit(10)
+	expectEvents(t, s2, "gerrit", missed)
+	emitted := time.Now()
+	// nats-server forgets message IDs up to a window late: wait two.
+	for time.Since(emitted) < 2*c.window+time.Second {
+		time.Sleep(100 * time.Millisecond) // waiting for time itself to pass: the window is the subject
+	}
+	n3 := c.start(2)
+	c.waitQuorum(2)
+	eventually(t, "node 3 to replay the events-log", func() bool {
+		return gerritSource(t, n3.status(), "review").Replays >= 1
+	})
+	more := p.emit(5)
+	expectEvents(t, s2, "gerrit", more)
+
+	// The journal, read on node 1, holds each event once.
+	lines := c.nodes[0].history(url.Values{"filter": {"gerrit/#"}, "since": {"1"}, "limit": {"10000"}})
+	got := payloads(t, lines)
+	var want []string
+	for _, e := range append(append(live, missed...), more...) {
+		want = append(want, string(e))
+	}
+	if !equalStrings(got, want) {
+		t.Fatalf("the journal holds %d gerrit events, want %d, each once", len(got), len(want))
+	}
 }

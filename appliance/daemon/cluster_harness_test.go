@@ -19,6 +19,7 @@ type cluster struct {
 	routes []string // route listen address of each node
 	extra  string   // TOML every node gets
 	states []string
+	window time.Duration // the stream's dedupe window; 0: the default
 }
 
 // freePort returns a loopback port nobody listens on now.
@@ -36,7 +37,12 @@ func freePort(t *testing.T) int {
 // directory, and waits until every one reports a quorum.
 func startCluster(t *testing.T, n int, extra string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, extra: extra}
+	return startClusterWindow(t, n, extra, 0)
+}
+
+func startClusterWindow(t *testing.T, n int, extra string, window time.Duration) *cluster {
+	t.Helper()
+	c := &cluster{t: t, extra: extra, window: window}
 	for range n {
 		c.routes = append(c.routes, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 		c.states = append(c.states, filepath.Join(t.TempDir(), "state"))
@@ -51,7 +57,11 @@ func startCluster(t *testing.T, n int, extra string) *cluster {
 }
 
 func (c *cluster) clusterTOML(i int) string {
-	return fmt.Sprintf("[cluster]\nname = \"fh%d\"\nlisten = %q\npeers = [\"%s\"]\n", i+1, c.routes[i], strings.Join(c.routes, `", "`))
+	s := fmt.Sprintf("[cluster]\nname = \"fh%d\"\nlisten = %q\npeers = [\"%s\"]\n", i+1, c.routes[i], strings.Join(c.routes, `", "`))
+	if c.window > 0 {
+		s += fmt.Sprintf("dedupe_window = %q\n", c.window.String())
+	}
+	return s
 }
 
 // start starts node i (again, after a stop or a kill) on its state dir.
