@@ -47,7 +47,13 @@ func run(t *testing.T, args ...string) {
 
 func newNetNS(t *testing.T, role string) *netns {
 	t.Helper()
-	name := fmt.Sprintf("fhfw-%d-%d-%s", os.Getpid(), nsSeq.Add(1), role)
+	return newNetNSPrefixed(t, "fhfw", role)
+}
+
+// newNetNSPrefixed names the namespace after the task that made it.
+func newNetNSPrefixed(t *testing.T, prefix, role string) *netns {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d-%d-%s", prefix, os.Getpid(), nsSeq.Add(1), role)
 	run(t, "ip", "netns", "add", name)
 	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -102,8 +108,13 @@ const (
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabPrefixed(t, "fhfw")
+}
+
+func newLabPrefixed(t *testing.T, prefix string) *lab {
+	t.Helper()
 	needRoot(t)
-	l := &lab{srv: newNetNS(t, "srv"), cli: newNetNS(t, "cli")}
+	l := &lab{srv: newNetNSPrefixed(t, prefix, "srv"), cli: newNetNSPrefixed(t, prefix, "cli")}
 	run(t, "ip", "-n", l.cli.name, "link", "add", "fhc", "type", "veth", "peer", "name", "fhs", "netns", l.srv.name)
 	run(t, "ip", "-n", l.cli.name, "addr", "add", "10.231.0.2/30", "dev", "fhc")
 	run(t, "ip", "-n", l.srv.name, "addr", "add", srv4+"/30", "dev", "fhs")
