@@ -112,6 +112,19 @@ func checkFanOutAndResume(t *testing.T, c *cluster) {
 		}
 	}
 
+	// A retained message published on node 1 is kept on every node.
+	if err := wait(p1.c.Publish("zuul/ret", 1, true, "kept")); err != nil {
+		t.Fatal(err)
+	}
+	s3.expect("zuul/ret", "kept")
+	for i, d := range []*daemon{n2, n3} {
+		late := subscribe(t, "tcp://"+d.addr["mqtt"], "zuul/ret")
+		m := late.next()
+		if string(m.Payload()) != "kept" || !m.Retained() {
+			t.Fatalf("node %d: a new subscriber got %q retained=%v", i+2, m.Payload(), m.Retained())
+		}
+	}
+
 	// Resume on node 2 where node 3's stream left off.
 	var lastID string
 	for range 120 {
@@ -124,10 +137,10 @@ func checkFanOutAndResume(t *testing.T, c *cluster) {
 	}
 	sse2 := n2.sse(url.Values{"filter": {"zuul/#"}}, lastID)
 	var got []string
-	for len(got) < 81+30 {
+	for len(got) < 82+30 {
 		got = append(got, sse2.nextMessage().text())
 	}
-	wantRest := append(append(append([]string{}, want[120:]...), "marker"), numbered("late", 1, 30)...)
+	wantRest := append(append(append([]string{}, want[120:]...), "marker", "kept"), numbered("late", 1, 30)...)
 	if !equalStrings(got, wantRest) {
 		t.Fatalf("resumed on node 2 after id %s: got %v\nwant %v", lastID, got, wantRest)
 	}
