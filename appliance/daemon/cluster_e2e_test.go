@@ -88,6 +88,14 @@ func TestClusterFanOutAndResume(t *testing.T) {
 	if out, code := n2.run("reload", "--socket", n2.ctl.Socket); code != 0 {
 		t.Fatalf("reload with other peers: exit %d: %s", code, out)
 	}
+	eventually(t, "node 2 to report the new peer, not connected", func() bool {
+		for _, r := range n2.status().Reasons {
+			if strings.Contains(r, other) && strings.Contains(r, "not connected") {
+				return true
+			}
+		}
+		return false
+	})
 
 	n2.writeConfig(strings.Replace(string(orig), `name = "fh2"`, `name = "fh9"`, 1))
 	if out, code := n2.run("reload", "--socket", n2.ctl.Socket); code == 0 || !strings.Contains(out, "cluster.name") {
@@ -348,7 +356,9 @@ func TestClusterQuorumLoss(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st := n1.status()
-		if st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && len(st.Reasons) > 0 {
+		reasons := strings.Join(st.Reasons, "\n")
+		if st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && strings.Contains(reasons, "no quorum") &&
+			strings.Contains(reasons, "peer fh2 not connected") && strings.Contains(reasons, "peer fh3 not connected") {
 			t.Logf("status without quorum: %q", st.Reasons)
 			break
 		}

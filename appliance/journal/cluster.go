@@ -554,7 +554,11 @@ func (j *Journal) clusterStatus() *apitype.ClusterStatus {
 }
 
 // peers lists the other nodes: by name those the meta group knows or a
-// route connects, by address the configured peers not yet heard from.
+// route connects, by address the configured peers not connected. A route
+// to a configured peer is marked so by nats-server (IsConfigured) but may
+// show the peer's ephemeral port, so a configured address not connected is
+// known only by elimination: when it cannot be told which of several it
+// is, one entry names the candidates.
 func peers(srv *server.Server, cl *ClusterConfig) ([]apitype.ClusterPeer, string) {
 	byName := map[string]*apitype.ClusterPeer{}
 	var order []string
@@ -567,15 +571,22 @@ func peers(srv *server.Server, cl *ClusterConfig) ([]apitype.ClusterPeer, string
 		order = append(order, name)
 		return p
 	}
+	configured := map[string]bool{} // names with a route from our peer list
+	seenAddr := map[string]bool{}
 	if rz, err := srv.Routez(nil); err == nil {
 		for _, r := range rz.Routes {
+			addr := net.JoinHostPort(r.IP, strconv.Itoa(r.Port))
+			seenAddr[addr] = true
 			if r.RemoteName == "" {
 				continue
 			}
 			p := add(r.RemoteName)
 			p.Connected = true
-			if r.DidSolicit {
-				p.Address = net.JoinHostPort(r.IP, strconv.Itoa(r.Port))
+			if r.IsConfigured {
+				configured[r.RemoteName] = true
+				if r.DidSolicit && p.Address == "" {
+					p.Address = addr
+				}
 			}
 		}
 	}
@@ -592,23 +603,32 @@ func peers(srv *server.Server, cl *ClusterConfig) ([]apitype.ClusterPeer, string
 			}
 		}
 	}
-	out := make([]apitype.ClusterPeer, 0, len(order))
+	out := make([]apitype.ClusterPeer, 0, len(order)+1)
 	for _, n := range order {
 		out = append(out, *byName[n])
 	}
-	// Configured peers beyond those known by name have never been heard from.
-	known := map[string]bool{}
+	// Peers known by name but not connected are configured peers that
+	// went away: they are not counted again by address.
+	missing := len(cl.Routes) - len(configured)
 	for _, p := range out {
-		if p.Address != "" {
-			known[p.Address] = true
+		if !p.Connected {
+			missing--
 		}
 	}
-	for _, u := range cl.Routes {
-		if len(out) >= len(cl.Routes) {
-			break
+	if missing > 0 {
+		var candidates []string
+		for _, u := range cl.Routes {
+			if !seenAddr[u.Host] {
+				candidates = append(candidates, u.Host)
+			}
 		}
-		if !known[u.Host] {
-			out = append(out, apitype.ClusterPeer{Address: u.Host})
+		switch {
+		case len(candidates) == missing:
+			for _, c := range candidates {
+				out = append(out, apitype.ClusterPeer{Address: c})
+			}
+		case len(candidates) > missing:
+			out = append(out, apitype.ClusterPeer{Address: fmt.Sprintf("%d of %s", missing, strings.Join(candidates, ", "))})
 		}
 	}
 	return out, leader
