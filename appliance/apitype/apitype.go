@@ -31,6 +31,7 @@ type Status struct {
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Metrics  *MetricsStatus  `json:"metrics,omitempty"`
 	Journal  *JournalStatus  `json:"journal,omitempty"`
+	Cluster  *ClusterStatus  `json:"cluster,omitempty"`
 
 	// Connections counts every open socket on the listeners: MQTT clients,
 	// connections that have not sent CONNECT yet, and HTTP requests on the

@@ -23,6 +23,13 @@ type Journal interface {
 	DeliverLive(topic string, payload []byte, retain bool, qos byte)
 }
 
+// journalFrom is a journal that names a QoS > 0 publish by its client and
+// packet ID, so that the publisher's resend of it through another node of
+// a cluster is stored once.
+type journalFrom interface {
+	AppendFrom(client string, packetID uint16, topic string, payload []byte, retain bool, qos byte) (uint64, error)
+}
+
 // UseJournal routes every publish from a client through j before any
 // subscriber sees it: the message is journaled, a QoS 1 publish is
 // acknowledged once it is, and it reaches subscribers through Deliver, fed
@@ -81,13 +88,18 @@ func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, nil
 	}
 	qos := pk.FixedHeader.Qos
-	_, err := h.j.Append(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	var err error
+	if jf, ok := h.j.(journalFrom); ok && qos > 0 {
+		_, err = jf.AppendFrom(cl.ID, pk.PacketID, pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	} else {
+		_, err = h.j.Append(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
+	}
 	if err != nil {
 		// Fan-out goes on without the journal; the publisher is told the
 		// message is not safely kept, so it may send it again.
 		h.j.DeliverLive(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, qos)
 		if qos > 0 {
-			h.refuse(cl, pk)
+			h.refuse(cl, pk, err)
 		}
 		return pk, packets.ErrRejectPacket
 	}
@@ -110,7 +122,7 @@ func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 // refuse tells a QoS > 0 publisher that its message was not journaled: an
 // MQTT 5 client gets a negative acknowledgement, an MQTT 3 client (which
 // has none) is disconnected, so that neither takes the message as kept.
-func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet) {
+func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet, err error) {
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(packets.ErrUnspecifiedError)
 		return
@@ -120,7 +132,7 @@ func (h *journalHook) refuse(cl *mqtt.Client, pk packets.Packet) {
 		typ = packets.Pubrec
 	}
 	a := ack(typ, pk.PacketID, packets.ErrUnspecifiedError)
-	a.Properties.ReasonString = "the journal could not keep this message; it went out live only"
+	a.Properties.ReasonString = journal.RefusalReason(err)
 	_ = cl.WritePacket(a)
 }
 

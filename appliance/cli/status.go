@@ -109,7 +109,10 @@ func printStatus(st *apitype.Status) {
 		}
 	}
 	if j := st.Journal; j != nil {
-		printJournal(w, j)
+		printJournal(w, j, st.Cluster != nil)
+	}
+	if c := st.Cluster; c != nil {
+		printCluster(w, c)
 	}
 	if m := st.Metrics; m != nil {
 		switch {

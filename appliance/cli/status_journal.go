@@ -10,9 +10,12 @@ import (
 )
 
 // printJournal shows the journal's span, size and health.
-func printJournal(w io.Writer, j *apitype.JournalStatus) {
+func printJournal(w io.Writer, j *apitype.JournalStatus, clustered bool) {
 	state := "writing"
-	if !j.Writing {
+	switch {
+	case !j.Writing && clustered:
+		state = "NOT WRITING (no quorum: publishes are refused)"
+	case !j.Writing:
 		state = "NOT WRITING (messages go out live only)"
 	}
 	fmt.Fprintf(w, "\njournal:\t%s\n", state)

@@ -27,6 +27,7 @@ type Config struct {
 	Metrics    Metrics     `toml:"metrics"`
 	Journal    Journal     `toml:"journal"`
 	Page       Page        `toml:"page"`
+	Cluster    Cluster     `toml:"cluster"`
 
 	src []byte // the raw file, kept to locate keys for errors found after parsing
 }

@@ -44,6 +44,7 @@ func Default() *Config {
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Journal: defaultJournal(),
 		Page:    Page{Title: "firehose"},
+		Cluster: defaultCluster(),
 	}
 }
 

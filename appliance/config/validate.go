@@ -144,6 +144,7 @@ func (c *Config) validate() []fieldError {
 	if p.Hostname != "" {
 		v.check(ValidHostname(p.Hostname), Key{"page", "hostname"}, "%q is not a host name or IP address (write it without scheme or port, like \"firehose.example.org\")", p.Hostname)
 	}
+	c.Cluster.validate(&v, c.Journal.Enabled)
 	return v.errs
 }
 

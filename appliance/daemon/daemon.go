@@ -146,7 +146,10 @@ func (p gerritPart) Report(st *apitype.Status) { st.Gerrit = p.Status() }
 type journalPart struct{ *journal.Journal }
 
 func (p journalPart) Update(c *config.Config) error { return p.Journal.Update(journal.ConfigFrom(c)) }
-func (p journalPart) Report(st *apitype.Status)     { st.Journal = p.Status() }
+func (p journalPart) Report(st *apitype.Status) {
+	st.Journal = p.Status()
+	st.Cluster = p.ClusterStatus()
+}
 
 // metricsPart has nothing to update: a change of [metrics] is refused by
 // fixed.
@@ -534,6 +537,7 @@ func fixed(old, next *config.Config) error {
 			errs = append(errs, fmt.Errorf("reload not supported for %s: old=%q, new=%q (restart firehose to change it)", f.key, f.old, f.new))
 		}
 	}
+	errs = append(errs, fixedCluster(old.Cluster, next.Cluster)...)
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@
 package firewall
 
 import (
+	"bytes"
 	"net"
 	"slices"
 	"strconv"
@@ -29,6 +30,10 @@ type plan struct {
 	udp     []int // allow_udp
 	limited []int // broker ports held to rate per source address
 	rate    config.Rate
+	// route is the cluster's route port (embedded cluster only), open to
+	// the configured peers' addresses alone.
+	route          int
+	peers4, peers6 []net.IP
 }
 
 // ListenerPorts returns the TCP ports of the configured broker listeners,
@@ -98,7 +103,39 @@ func newPlan(c *config.Config) *plan {
 		r.Count = min(r.Count, maxRate)
 		p.limited, p.rate = listeners, r
 	}
+	if cl := c.Cluster; cl.Enabled() && !cl.External() {
+		if port, ok := portOf(cl.Listen); ok {
+			p.route = port
+			p.peers4, p.peers6 = peerAddrs(cl)
+		}
+	}
 	return p
+}
+
+// peerAddrs returns the peers' addresses, sorted, each once. A peer named
+// by host name is resolved now (at start and at each reload); one that
+// does not resolve gets no rule, so its routes are refused until it does.
+func peerAddrs(cl config.Cluster) (v4, v6 []net.IP) {
+	for _, u := range cl.PeerURLs() {
+		host := u.Hostname()
+		ips := []net.IP{net.ParseIP(host)}
+		if ips[0] == nil {
+			ips, _ = net.LookupIP(host)
+		}
+		for _, ip := range ips {
+			if ip4 := ip.To4(); ip4 != nil {
+				v4 = append(v4, ip4)
+			} else if ip != nil {
+				v6 = append(v6, ip.To16())
+			}
+		}
+	}
+	return sortedIPs(v4), sortedIPs(v6)
+}
+
+func sortedIPs(ips []net.IP) []net.IP {
+	slices.SortFunc(ips, func(a, b net.IP) int { return bytes.Compare(a, b) })
+	return slices.CompactFunc(ips, func(a, b net.IP) bool { return a.Equal(b) })
 }
 
 // maxRate caps the count of a rate: far beyond any real client, and small

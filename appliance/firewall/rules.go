@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -143,7 +144,52 @@ func (p *plan) build() *ruleset {
 		match, text := b.ports(p.udp)
 		b.add("udp dport "+text+" accept", cmpMeta(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_UDP}), match, accept())
 	}
+	// The cluster's routes: from the configured peers only.
+	for _, fam := range []struct {
+		ips    []net.IP
+		key    nftables.SetDatatype
+		nfp    byte
+		ip     string
+		off, n uint32
+	}{
+		{p.peers4, nftables.TypeIPAddr, unix.NFPROTO_IPV4, "ip", 12, 4},
+		{p.peers6, nftables.TypeIP6Addr, unix.NFPROTO_IPV6, "ip6", 8, 16},
+	} {
+		if p.route == 0 || len(fam.ips) == 0 {
+			continue
+		}
+		match, text := b.addrs(fam.ips, fam.key, fam.off, fam.n)
+		b.add(fmt.Sprintf("%s saddr %s tcp dport %d accept", fam.ip, text, p.route),
+			cmpMeta(expr.MetaKeyNFPROTO, []byte{fam.nfp}), match,
+			cmpMeta(expr.MetaKeyL4PROTO, []byte{unix.IPPROTO_TCP}), dport(p.route), accept())
+	}
 	return rs
+}
+
+// addrs matches the source address against ips: a comparison for one, an
+// anonymous set for several. It returns the nft text too.
+func (b *builder) addrs(ips []net.IP, key nftables.SetDatatype, off, n uint32) ([]expr.Any, string) {
+	load := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
+	if len(ips) == 1 {
+		return []expr.Any{load, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ips[0])}}, ips[0].String()
+	}
+	s := &nftables.Set{
+		Table:     b.rs.table,
+		ID:        b.id(),
+		Name:      "__set%d",
+		Anonymous: true,
+		Constant:  true,
+		KeyType:   key,
+	}
+	elems := make([]nftables.SetElement, len(ips))
+	words := make([]string, len(ips))
+	for i, ip := range ips {
+		elems[i] = nftables.SetElement{Key: []byte(ip)}
+		words[i] = ip.String()
+	}
+	b.pending = append(b.pending, anonSet{set: s, elems: elems})
+	return []expr.Any{load, &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}},
+		"{ " + strings.Join(words, ", ") + " }"
 }
 
 // add appends one rule; parts are concatenated in order. Anonymous sets made

@@ -18,9 +18,39 @@ import (
 // goroutines for messages the journal could not keep (DeliverLive), so it
 // must be safe for concurrent use; it must not block for long, or all
 // fan-out waits.
+//
+// In a cluster, Start returns at once and all of that happens once the
+// cluster has made or found the streams (cluster.go).
 func (j *Journal) Start(deliver func(Message)) error {
 	j.deliver = deliver
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	fanCtx, stop := context.WithCancel(context.Background())
+	j.fanDone = make(chan struct{})
+	j.health.stop = make(chan struct{})
+	if j.cl != nil {
+		j.stopFan = func() {
+			stop()
+			j.stopFanIterator()
+		}
+		go j.startClustered(fanCtx)
+		go j.watch()
+		return nil
+	}
+	if err := j.startFanOut(fanCtx); err != nil {
+		stop()
+		return err
+	}
+	j.stopFan = func() {
+		stop()
+		j.stopFanIterator()
+	}
+	go j.watch()
+	return nil
+}
+
+// startFanOut restores the retained messages and starts the fan-out
+// consumer after the journal's last message.
+func (j *Journal) startFanOut(fanCtx context.Context) error {
+	ctx, cancel := context.WithTimeout(fanCtx, 60*time.Second)
 	defer cancel()
 	st, err := j.streamState(ctx)
 	if err != nil {
@@ -34,15 +64,7 @@ func (j *Journal) Start(deliver func(Message)) error {
 	if err != nil {
 		return err
 	}
-	fanCtx, stop := context.WithCancel(context.Background())
-	j.stopFan = func() {
-		stop()
-		j.stopFanIterator()
-	}
-	j.fanDone = make(chan struct{})
-	j.health.stop = make(chan struct{})
 	go j.fanOut(fanCtx, it)
-	go j.watch()
 	return nil
 }
 
@@ -53,7 +75,9 @@ func (j *Journal) fanConsumer(ctx context.Context, c *conn) (jetstream.MessagesC
 	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   j.lastSeen.Load() + 1,
-		NamePrefix:    "fanout-" + j.node,
+		// A name of its own per process: a consumer of a node that crashed
+		// lives on in the cluster for a while under its old name.
+		NamePrefix: "fanout-" + j.msgIDPrefix[:len(j.msgIDPrefix)-1],
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
@@ -163,6 +187,10 @@ func (j *Journal) watch() {
 			return
 		case now := <-t.C:
 			j.rate.add(now, j.lastSeen.Load())
+			if j.cl != nil {
+				j.probe()
+				continue
+			}
 			j.health.mu.Lock()
 			failing := j.health.failing && !time.Now().Before(j.health.nextTry)
 			j.health.mu.Unlock()

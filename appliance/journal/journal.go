@@ -72,6 +72,8 @@ type Config struct {
 	MaxAge   time.Duration
 	MaxBytes int64
 	Sync     config.SyncPolicy
+	// Cluster is nil for an appliance that stands alone (cluster.go).
+	Cluster *ClusterConfig
 }
 
 // ConfigFrom picks the journal's settings out of a config.
@@ -81,6 +83,7 @@ func ConfigFrom(c *config.Config) Config {
 		MaxAge:   c.Journal.MaxAge.D(),
 		MaxBytes: int64(c.Journal.MaxBytes),
 		Sync:     c.Journal.Fsync,
+		Cluster:  clusterFrom(c),
 	}
 }
 
@@ -133,6 +136,9 @@ type Journal struct {
 	space    space
 	storeErr atomic.Value // string: the embedded server's latest error log line
 
+	// cl is the cluster's state; nil for an appliance that stands alone.
+	cl *clusterState
+
 	closeOnce sync.Once
 }
 
@@ -149,8 +155,19 @@ func Open(cfg Config, log *slog.Logger) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != nil {
+		node = cfg.Cluster.Name
+	}
 	j := &Journal{log: log, dir: cfg.Dir, cfg: cfg, node: node, msgIDPrefix: node + "-" + randHex(4) + "-", reserve: minFree}
 	j.opts = serverOptions(cfg, node)
+	if cfg.Cluster != nil {
+		if err := j.openCluster(cfg); err != nil {
+			return nil, err
+		}
+		// The streams are made or checked by Start, in the background:
+		// a node must start, and serve its subscribers, without quorum.
+		return j, nil
+	}
 	c, err := j.startServer()
 	if err != nil {
 		return nil, err
@@ -205,6 +222,9 @@ type conn struct {
 func (j *Journal) js() jetstream.JetStream { return j.conn.Load().js }
 
 func (j *Journal) startServer() (*conn, error) {
+	if j.cl != nil && j.cl.external {
+		return j.connectExternal()
+	}
 	j.cfgMu.Lock()
 	opts := j.opts.Clone()
 	j.cfgMu.Unlock()
@@ -218,7 +238,11 @@ func (j *Journal) startServer() (*conn, error) {
 		srv.Shutdown()
 		return nil, errors.New("journal: the embedded nats-server did not start within 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("firehose"), nats.NoReconnect())
+	copts := []nats.Option{nats.InProcessServer(srv), nats.Name("firehose"), nats.NoReconnect()}
+	if opts.Authorization != "" {
+		copts = append(copts, nats.Token(opts.Authorization))
+	}
+	nc, err := nats.Connect("", copts...)
 	if err != nil {
 		srv.Shutdown()
 		return nil, fmt.Errorf("journal: connecting to the embedded nats-server: %w", err)
@@ -235,8 +259,10 @@ func (j *Journal) startServer() (*conn, error) {
 func (c *conn) close() {
 	_ = c.nc.Drain()
 	c.nc.Close()
-	c.srv.Shutdown()
-	c.srv.WaitForShutdown()
+	if c.srv != nil {
+		c.srv.Shutdown()
+		c.srv.WaitForShutdown()
+	}
 }
 
 func (j *Journal) streamConfig(cfg Config) jetstream.StreamConfig {
@@ -250,12 +276,12 @@ func (j *Journal) streamConfig(cfg Config) jetstream.StreamConfig {
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
 		MaxMsgSize:  MaxPayload,
-		Duplicates:  min(dedupeWindow, cfg.MaxAge),
-		Replicas:    1,
+		Duplicates:  min(dedupeFor(cfg), cfg.MaxAge),
+		Replicas:    replicas(cfg),
 	}
 }
 
-func retainedStreamConfig() jetstream.StreamConfig {
+func retainedStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              RetainedStreamName,
 		Description:       "firehose: the last retained message of each topic",
@@ -265,18 +291,38 @@ func retainedStreamConfig() jetstream.StreamConfig {
 		MaxMsgsPerSubject: 1,
 		MaxBytes:          retainedMaxBytes,
 		Sources:           []*jetstream.StreamSource{{Name: StreamName, FilterSubject: retainedEvents}},
-		Replicas:          1,
+		Replicas:          replicas(cfg),
 	}
 }
 
 func (j *Journal) ensureStreams(ctx context.Context, cfg Config) error {
-	if _, err := j.js().CreateOrUpdateStream(ctx, j.streamConfig(cfg)); err != nil {
-		return fmt.Errorf("journal: stream %s: %w", StreamName, err)
-	}
-	if _, err := j.js().CreateOrUpdateStream(ctx, retainedStreamConfig()); err != nil {
-		return fmt.Errorf("journal: stream %s: %w", RetainedStreamName, err)
+	for _, want := range []jetstream.StreamConfig{j.streamConfig(cfg), retainedStreamConfig(cfg)} {
+		if err := j.ensureStream(ctx, want); err != nil {
+			return fmt.Errorf("journal: stream %s: %w", want.Name, err)
+		}
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its limits differ.
+// An unchanged stream is only looked at: in a cluster, an update is a
+// meta-leader operation that a node just restarted may wait long for.
+func (j *Journal) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+	s, err := j.js().Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		_, err = j.js().CreateStream(ctx, want)
+		return err
+	case err != nil:
+		return err
+	}
+	have := s.CachedInfo().Config
+	if have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject {
+		return nil
+	}
+	_, err = j.js().UpdateStream(ctx, want)
+	return err
 }
 
 // Update applies new limits live: max_age and max_bytes. The fsync policy
@@ -287,7 +333,12 @@ func (j *Journal) Update(cfg Config) error {
 	defer cancel()
 	j.cfgMu.Lock()
 	defer j.cfgMu.Unlock()
-	if cfg.MaxBytes != j.cfg.MaxBytes && maxStore(cfg.MaxBytes) > j.opts.JetStreamMaxStore {
+	if err := j.updateRoutes(cfg); err != nil {
+		return err
+	}
+	if j.cl != nil && j.cl.external {
+		// The external servers' limits are theirs.
+	} else if cfg.MaxBytes != j.cfg.MaxBytes && maxStore(cfg.MaxBytes) > j.opts.JetStreamMaxStore {
 		// Raise the server's ceiling first, or the stream cannot grow.
 		opts := j.opts.Clone()
 		opts.JetStreamMaxStore = maxStore(cfg.MaxBytes)
@@ -295,6 +346,11 @@ func (j *Journal) Update(cfg Config) error {
 			return fmt.Errorf("journal: raising the store limit for max_bytes: %w", err)
 		}
 		j.opts = opts
+	}
+	if cfg.MaxAge == j.cfg.MaxAge && cfg.MaxBytes == j.cfg.MaxBytes {
+		// Nothing for the stream: a cluster without quorum still reloads.
+		j.cfg = cfg
+		return nil
 	}
 	if _, err := j.js().UpdateStream(ctx, j.streamConfig(cfg)); err != nil {
 		return fmt.Errorf("journal: applying max_age and max_bytes: %w", err)

@@ -40,6 +40,14 @@ var ErrNotJournaled = errors.New("not journaled")
 // journal reports itself degraded, and the caller decides what to tell the
 // publisher. A gap marker is written before the next message that can be.
 func (j *Journal) Append(t string, payload []byte, retain bool, qos byte) (uint64, error) {
+	if j.cl != nil {
+		m, err := j.message(t, payload, retain, qos)
+		if err != nil {
+			j.refused()
+			return 0, err
+		}
+		return j.appendClustered(m, j.nextMsgID())
+	}
 	if err := j.ready(); err != nil {
 		j.health.lost(err)
 		return 0, err
@@ -56,7 +64,13 @@ func (j *Journal) Append(t string, payload []byte, retain bool, qos byte) (uint6
 // sources): a message the journal cannot take is delivered live only
 // instead, so fan-out goes on while the disk is full. It never fails for
 // the journal's sake; the loss is in status and in the next gap marker.
+//
+// In a cluster it returns the error instead (the source keeps the event
+// and tries again), and names the event by its content (cluster.go).
 func (j *Journal) Publish(t string, payload []byte, retain bool, qos byte) error {
+	if j.cl != nil {
+		return j.publishClustered(t, payload, retain, qos)
+	}
 	if _, err := j.Append(t, payload, retain, qos); err != nil {
 		j.DeliverLive(t, payload, retain, qos)
 	}
@@ -64,8 +78,13 @@ func (j *Journal) Publish(t string, payload []byte, retain bool, qos byte) error
 }
 
 // DeliverLive hands a message that could not be journaled straight to the
-// fan-out, without a sequence number.
+// fan-out, without a sequence number. In a cluster it does nothing: a
+// message only this node's clients saw would break "every node delivers
+// the same messages".
 func (j *Journal) DeliverLive(t string, payload []byte, retain bool, qos byte) {
+	if j.cl != nil {
+		return
+	}
 	if d := j.deliver; d != nil {
 		d(Message{Time: time.Now(), Topic: t, Payload: payload, Retain: retain, QoS: qos})
 	}
@@ -83,28 +102,42 @@ var (
 )
 
 func (j *Journal) write(t string, payload []byte, retain bool, qos byte) (uint64, error) {
+	m, err := j.message(t, payload, retain, qos)
+	if err != nil {
+		return 0, err
+	}
+	return j.publishMsg(m)
+}
+
+// message builds the stored form of a message, or says why the journal
+// does not keep it.
+func (j *Journal) message(t string, payload []byte, retain bool, qos byte) (*nats.Msg, error) {
 	if !topic.ValidName(t) || t[0] == '$' {
-		return 0, fmt.Errorf("%w: %w: %q is not a topic the journal keeps", ErrNotJournaled, errRefused, t)
+		return nil, fmt.Errorf("%w: %w: %q is not a topic the journal keeps", ErrNotJournaled, errRefused, t)
 	}
 	subj := Subject(t, retain)
 	if len(subj) > maxSubjectLen {
-		return 0, fmt.Errorf("%w: %w: topic too long for the journal (%d bytes as a subject, at most %d)", ErrNotJournaled, errRefused, len(subj), maxSubjectLen)
+		return nil, fmt.Errorf("%w: %w: topic too long for the journal (%d bytes as a subject, at most %d)", ErrNotJournaled, errRefused, len(subj), maxSubjectLen)
 	}
 	if len(payload) > MaxPayload-1024 {
-		return 0, fmt.Errorf("%w: %w: payload of %d bytes is over the journal's limit of %d", ErrNotJournaled, errRefused, len(payload), MaxPayload-1024)
+		return nil, fmt.Errorf("%w: %w: payload of %d bytes is over the journal's limit of %d", ErrNotJournaled, errRefused, len(payload), MaxPayload-1024)
 	}
 	m := &nats.Msg{Subject: subj, Data: payload, Header: nats.Header{hdrOrigin: []string{j.node}}}
 	if qos > 0 {
 		m.Header[hdrQoS] = []string{strconv.Itoa(int(qos))}
 	}
-	return j.publishMsg(m)
+	return m, nil
+}
+
+func (j *Journal) nextMsgID() string {
+	return j.msgIDPrefix + strconv.FormatUint(j.msgIDs.Add(1), 36)
 }
 
 func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 	if err := j.space.check(j.dir, j.reserve, len(m.Data)+len(m.Subject)+256); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
 	}
-	id := j.msgIDPrefix + strconv.FormatUint(j.msgIDs.Add(1), 36)
+	id := j.nextMsgID()
 	giveUp := time.Now().Add(appendBudget)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)

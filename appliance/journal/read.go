@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -100,7 +101,11 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 	} else {
 		cfg.FilterSubjects = filters
 	}
-	cons, err := j.js().CreateConsumer(ctx, stream, cfg)
+	var cons jetstream.Consumer
+	err := j.transient(ctx, func() (err error) {
+		cons, err = j.js().CreateConsumer(ctx, stream, cfg)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("journal: reading: %w", err)
 	}
@@ -110,6 +115,9 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 		defer cancel()
 		_ = j.js().DeleteConsumer(dctx, stream, info.Name)
 	}()
+	if j.cl != nil {
+		return fetchClustered(ctx, cons, limit, fn)
+	}
 	pending := int(info.NumPending)
 	if limit > 0 && pending > limit {
 		pending = limit
@@ -124,6 +132,64 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 			return nil
 		}
 		pending -= n
+	}
+	return nil
+}
+
+// fetchClustered reads like fetch in a cluster, where a new consumer's
+// count of pending messages may still be 0 when it is created: it reads
+// until a message says nothing more is pending, or a wait of a second
+// brings nothing (a filter nothing matches costs that wait). A pull made
+// just after the consumer was created may be turned away at once; it is
+// made again.
+func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn func(jetstream.Msg) error) error {
+	read, early := 0, 0
+	for limit == 0 || read < limit {
+		size := 256
+		if limit > 0 {
+			size = min(size, limit-read)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		began := time.Now()
+		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(time.Second), jetstream.FetchMaxBytes(MaxPayload+64<<10))
+		if errors.Is(err, nats.ErrNoResponders) && early < 50 {
+			// The consumer's leader does not listen yet.
+			early++
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("journal: reading: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			read++
+			if err := fn(m); err != nil {
+				return err
+			}
+			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+				return nil // the pull ends with the consumer, deleted by fetch
+			}
+		}
+		berr := batch.Error()
+		if n == 0 && errors.Is(berr, nats.ErrNoResponders) && early < 50 {
+			early++
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if berr != nil && !errors.Is(berr, jetstream.ErrNoMessages) && !errors.Is(berr, nats.ErrTimeout) {
+			return fmt.Errorf("journal: reading: %w", berr)
+		}
+		if n == 0 {
+			if time.Since(began) > 900*time.Millisecond || early >= 50 {
+				return nil
+			}
+			early++
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	return nil
 }
@@ -160,12 +226,16 @@ type Follower struct {
 func (j *Journal) Follow(ctx context.Context, filter string, from From) (*Follower, error) {
 	policy, seq, t := from.policy()
 	c := j.conn.Load()
-	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    readerFilters(filter),
-		DeliverPolicy:     policy,
-		OptStartSeq:       seq,
-		OptStartTime:      t,
-		InactiveThreshold: time.Minute,
+	var cons jetstream.Consumer
+	err := j.transient(ctx, func() (err error) {
+		cons, err = c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    readerFilters(filter),
+			DeliverPolicy:     policy,
+			OptStartSeq:       seq,
+			OptStartTime:      t,
+			InactiveThreshold: time.Minute,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: following: %w", err)

@@ -11,7 +11,12 @@ import (
 // Status reports the journal's span, size and health.
 func (j *Journal) Status() *apitype.JournalStatus {
 	st := &apitype.JournalStatus{Node: j.node, EventsPerMinute: j.EventsPerMinute()}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	timeout := 5 * time.Second
+	if j.cl != nil {
+		// Without quorum nothing answers; status must not hang on it.
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	b, err := j.Bounds(ctx)
 	if err == nil {
@@ -20,6 +25,15 @@ func (j *Journal) Status() *apitype.JournalStatus {
 	}
 	if s, rerr := j.js().Stream(ctx, RetainedStreamName); rerr == nil {
 		st.Retained = s.CachedInfo().State.NumSubjects
+	}
+	if j.cl != nil {
+		j.cl.mu.Lock()
+		st.Writing = j.cl.quorum
+		if !j.cl.quorum {
+			st.FailingSince, st.LastError = timePtr(j.cl.lostSince), j.cl.lastErr
+		}
+		j.cl.mu.Unlock()
+		return st
 	}
 	h := &j.health
 	h.mu.Lock()
@@ -40,6 +54,9 @@ func (j *Journal) Status() *apitype.JournalStatus {
 
 // Problems returns a sentence when the journal cannot write.
 func (j *Journal) Problems() []string {
+	if j.cl != nil {
+		return j.clusterProblems()
+	}
 	h := &j.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -56,4 +73,13 @@ func timePtr(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// ClusterStatus reports the cluster; nil for an appliance that stands
+// alone.
+func (j *Journal) ClusterStatus() *apitype.ClusterStatus {
+	if j.cl == nil {
+		return nil
+	}
+	return j.clusterStatus()
 }
