@@ -47,6 +47,7 @@ type guardedConn struct {
 	ended      atomic.Bool               // why it ended is already counted and logged
 	announce   atomic.Int64              // MQTT 5 anonymous: session expiry the CONNACK states, plus one
 	subFix     atomic.Pointer[subackFix] // SUBACK codes to correct (see OnPacketEncode)
+	fan        fanConn                   // the fast path's view of it (fastpath.go)
 }
 
 func newGuardedConn(c net.Conn, w *wire, b *Broker) *guardedConn {
