@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,6 @@ type wireClient struct {
 	r       *bufio.Reader
 	version byte
 	setDL   func(time.Time)
-	pubHook func(packets.Packet)
 }
 
 // wsStream is a websocket as a byte stream: binary messages back to back.
@@ -115,25 +115,34 @@ func (w *wireClient) send(pk packets.Packet) {
 	}
 }
 
-// next returns the next packet's raw bytes and its decoded form.
+// next returns the next packet's raw bytes and its decoded form, or fails
+// the test (call it from the test's goroutine).
 func (w *wireClient) next(limit time.Duration) ([]byte, packets.Packet) {
 	w.t.Helper()
+	raw, pk, err := w.tryNext(limit)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return raw, pk
+}
+
+func (w *wireClient) tryNext(limit time.Duration) ([]byte, packets.Packet, error) {
 	w.setDL(time.Now().Add(limit))
 	var raw bytes.Buffer
 	var pk packets.Packet
 	b, err := w.r.ReadByte()
 	if err != nil {
-		w.t.Fatalf("read: %v", err)
+		return nil, pk, fmt.Errorf("read: %w", err)
 	}
 	raw.WriteByte(b)
 	if err := pk.FixedHeader.Decode(b); err != nil {
-		w.t.Fatal(err)
+		return nil, pk, err
 	}
 	n, mult := 0, 1
 	for {
 		c, err := w.r.ReadByte()
 		if err != nil {
-			w.t.Fatalf("read: %v", err)
+			return nil, pk, fmt.Errorf("read: %w", err)
 		}
 		raw.WriteByte(c)
 		n += int(c&0x7f) * mult
@@ -145,7 +154,7 @@ func (w *wireClient) next(limit time.Duration) ([]byte, packets.Packet) {
 	pk.FixedHeader.Remaining = n
 	body := make([]byte, n)
 	if _, err := io.ReadFull(w.r, body); err != nil {
-		w.t.Fatalf("read: %v", err)
+		return nil, pk, fmt.Errorf("read: %w", err)
 	}
 	raw.Write(body)
 	pk.ProtocolVersion = w.version
@@ -158,9 +167,9 @@ func (w *wireClient) next(limit time.Duration) ([]byte, packets.Packet) {
 		err = pk.PublishDecode(body)
 	}
 	if err != nil {
-		w.t.Fatalf("decode packet type %d: %v", pk.FixedHeader.Type, err)
+		return nil, pk, fmt.Errorf("decode packet type %d: %w", pk.FixedHeader.Type, err)
 	}
-	return raw.Bytes(), pk
+	return raw.Bytes(), pk, nil
 }
 
 // connect connects (as user, if not empty) and checks the CONNACK.
@@ -178,34 +187,16 @@ func (w *wireClient) connect(id, user, pass string) {
 	}
 }
 
-// subscribe sends a SUBSCRIBE and requires its SUBACK to be the very next
-// packet: nothing for the new subscription may come before it.
+// subscribe sends a client's first SUBSCRIBE and requires its SUBACK to be
+// the very next packet: nothing for the new subscription may come before it.
 func (w *wireClient) subscribe(pid uint16, subs ...packets.Subscription) []byte {
 	w.t.Helper()
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: pid, Filters: subs}
-	for _, s := range subs {
-		if s.Identifier > 0 {
-			pk.Properties.SubscriptionIdentifier = []int{s.Identifier}
-		}
+	w.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: pid, Filters: subs})
+	_, ack := w.next(60 * time.Second)
+	if ack.FixedHeader.Type != packets.Suback || ack.PacketID != pid {
+		w.t.Fatalf("waiting for SUBACK %d: got packet type %d", pid, ack.FixedHeader.Type)
 	}
-	w.send(pk)
-	for {
-		_, ack := w.next(60 * time.Second)
-		if ack.FixedHeader.Type == packets.Suback && ack.PacketID == pid {
-			return ack.ReasonCodes
-		}
-		if ack.FixedHeader.Type != packets.Publish {
-			w.t.Fatalf("waiting for SUBACK %d: got packet type %d", pid, ack.FixedHeader.Type)
-		}
-		w.onPublish(ack) // earlier subscriptions' deliveries may come first
-	}
-}
-
-// onPublish, when set, sees every PUBLISH read while waiting for a SUBACK.
-func (w *wireClient) onPublish(pk packets.Packet) {
-	if w.pubHook != nil {
-		w.pubHook(pk)
-	}
+	return ack.ReasonCodes
 }
 
 // seqOf is a PUBLISH's firehose-seq (MQTT 5), or 0.
@@ -340,5 +331,203 @@ func TestFastPathBytesMatchMochi(t *testing.T) {
 				t.Errorf("%s message %d: fast path sent\n% x\nmochi sent\n% x", key, i, b, a)
 			}
 		}
+	}
+}
+
+// readUntilEnd reads PUBLISH packets until one carries payload "end",
+// giving each to f (which stops the reading by returning an error); a QoS 1
+// PUBLISH is acknowledged, other packets (SUBACK, UNSUBACK) are skipped. It
+// may run on any goroutine.
+func (w *wireClient) readUntilEnd(f func(pk packets.Packet) error) error {
+	for {
+		_, pk, err := w.tryNext(120 * time.Second)
+		if err != nil {
+			return err
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if pk.FixedHeader.Qos == 1 {
+			if _, err := w.c.Write([]byte{0x40, 0x02, byte(pk.PacketID >> 8), byte(pk.PacketID)}); err != nil {
+				return err
+			}
+		}
+		if string(pk.Payload) == "end" {
+			return nil
+		}
+		if err := f(pk); err != nil {
+			return err
+		}
+	}
+}
+
+// TestFastPathOrderAcrossSubscribeRace: subscribers connect and subscribe
+// (and half of them subscribe again, to an overlapping filter, midway) while
+// messages are published without pause. Each sees the SUBACK before any
+// delivery and then a contiguous run of messages in journal order, with no
+// gap or duplicate, whichever path each message took.
+func TestFastPathOrderAcrossSubscribeRace(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	const total, subscribers = 3000, 24
+	pub := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+	var published atomic.Int64
+	pubDone := make(chan error, 1)
+	go func() {
+		for i := 1; i <= total; i++ {
+			tok := pub.Publish("zuul/race/x", 0, false, strconv.Itoa(i))
+			if i%100 == 0 {
+				if err := wait(tok); err != nil {
+					pubDone <- err
+					return
+				}
+			}
+			published.Store(int64(i))
+		}
+		pubDone <- wait(pub.Publish("zuul/race/x", 1, false, "end"))
+	}()
+	errs := make(chan error, subscribers)
+	for k := range subscribers {
+		// Stagger the subscriptions through the stream.
+		for published.Load() < int64(k*total/subscribers) {
+			time.Sleep(time.Millisecond)
+		}
+		version := byte(4 + k%2)
+		w := dialWire(t, "tcp", d.addr["mqtt"], nil, version)
+		w.connect(fmt.Sprintf("race-%d", k), "", "")
+		w.subscribe(1, packets.Subscription{Filter: "zuul/race/#"})
+		go func() {
+			errs <- func() error {
+				var prev, n int
+				var prevSeq uint64
+				again := k%4 < 2
+				err := w.readUntilEnd(func(pk packets.Packet) error {
+					i, _ := strconv.Atoi(string(pk.Payload))
+					if prev != 0 && i != prev+1 {
+						return fmt.Errorf("subscriber %d (MQTT v%d): message %d after %d", k, version, i, prev)
+					}
+					if s := seqOf(pk); version == 5 && prevSeq != 0 && s != prevSeq+1 {
+						return fmt.Errorf("subscriber %d: seq %d after %d", k, s, prevSeq)
+					}
+					prev, prevSeq = i, seqOf(pk)
+					n++
+					if again && n == 20 {
+						sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2, ProtocolVersion: version,
+							Filters: packets.Subscriptions{{Filter: "zuul/+/x"}}}
+						var b bytes.Buffer
+						if err := sub.SubscribeEncode(&b); err != nil {
+							return err
+						}
+						if _, err := w.c.Write(b.Bytes()); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err == nil && prev != 0 && prev != total {
+					err = fmt.Errorf("subscriber %d: last message %d, want %d", k, prev, total)
+				}
+				return err
+			}()
+		}()
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatal(err)
+	}
+	for range subscribers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if v, _ := strconv.Atoi(sysValue(d, "$SYS/broker/fast-path/messages/sent")); v == 0 {
+		t.Error("the fast path delivered nothing")
+	}
+}
+
+// TestFastPathSwitchToMochiAndBack: a publisher account's subscriber takes
+// the fast path at QoS 0, moves to mochi's when it subscribes at QoS 1 and
+// when it adds a subscription identifier (MQTT 5), and back when it drops
+// both, while QoS 1 messages flow: every message arrives once, in order, and
+// each phase shows the path it took (QoS, identifier).
+func TestFastPathSwitchToMochiAndBack(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			d := startDaemon(t, daemonOpts{})
+			const total = 600
+			w := dialWire(t, "tcp", d.addr["mqtt"], nil, version)
+			w.connect("switcher", "zuul", zuulPass)
+			w.subscribe(1, packets.Subscription{Filter: "zuul/sw/#", Qos: 0})
+			pub := connect(t, pahoOpts("tcp://"+d.addr["mqtt"], "zuul", zuulPass))
+			pubDone := make(chan error, 1)
+			go func() {
+				for i := 1; i <= total; i++ {
+					if err := wait(pub.Publish("zuul/sw/x", 1, false, strconv.Itoa(i))); err != nil {
+						pubDone <- err
+						return
+					}
+				}
+				pubDone <- wait(pub.Publish("zuul/sw/x", 1, false, "end"))
+			}()
+			phase := 0
+			seen := map[int]int{} // phase -> messages seen in it with its mark
+			var prev int
+			err := w.readUntilEnd(func(pk packets.Packet) error {
+				i, _ := strconv.Atoi(string(pk.Payload))
+				if i != prev+1 {
+					return fmt.Errorf("message %d after %d", i, prev)
+				}
+				prev = i
+				ids := pk.Properties.SubscriptionIdentifier
+				switch {
+				case phase == 1 && pk.FixedHeader.Qos == 1,
+					phase == 2 && pk.FixedHeader.Qos == 1 && (version < 5 || len(ids) == 1 && ids[0] == 7),
+					phase == 3 && pk.FixedHeader.Qos == 0 && len(ids) == 0:
+					seen[phase]++
+				}
+				switch i {
+				case 150:
+					phase = 1
+					w.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2,
+						Filters: packets.Subscriptions{{Filter: "zuul/sw/#", Qos: 1}}})
+				case 300:
+					phase = 2
+					sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 3,
+						Filters: packets.Subscriptions{{Filter: "zuul/sw/+", Identifier: 7}}}
+					if version == 5 {
+						sub.Properties.SubscriptionIdentifier = []int{7}
+					}
+					w.send(sub)
+				case 450:
+					phase = 3
+					w.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 4,
+						Filters: packets.Subscriptions{{Filter: "zuul/sw/+"}}})
+					w.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 5,
+						Filters: packets.Subscriptions{{Filter: "zuul/sw/#", Qos: 0}}})
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-pubDone; err != nil {
+				t.Fatal(err)
+			}
+			if prev != total {
+				t.Fatalf("last message %d, want %d", prev, total)
+			}
+			// Each phase's path must show by the end of it (each phase has
+			// 150 messages; the first few may still be in flight when the
+			// switch is asked for).
+			for p := 1; p <= 3; p++ {
+				if seen[p] < 50 {
+					t.Errorf("phase %d: only %d of 150 messages showed its path (QoS, identifier): %v", p, seen[p], seen)
+				}
+			}
+			// Phases 0 and 3 (about 300 messages) took the fast path; 1 and 2
+			// could not.
+			eventually(t, "the fast path's count covering phases 0 and 3", func() bool {
+				v, _ := strconv.Atoi(sysValue(d, "$SYS/broker/fast-path/messages/sent"))
+				return v >= 250 && v <= 320
+			})
+		})
 	}
 }
