@@ -77,6 +77,20 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// writeDeferred is Write for the fast path's fan-out: a writer that must
+// go to the flushers is added to dirty instead of pushed on its own.
+func (c *guardedConn) writeDeferred(p []byte, dirty *[]*coalescedWriter) error {
+	push, err := c.out.write(p)
+	if push {
+		*dirty = append(*dirty, &c.out)
+	}
+	if se, ok := err.(*slowError); ok {
+		c.endSlow(se)
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
 // endSlow counts and logs a subscriber disconnected for being slow.
 func (c *guardedConn) endSlow(err error) {
 	if c.b == nil || !c.ended.CompareAndSwap(false, true) {

@@ -71,8 +71,13 @@ type fastPath struct {
 	// topic string (by address, unique to this delivery) and its id.
 	topic atomic.Pointer[byte]
 	cur   atomic.Uint64
-	sent  atomic.Int64 // deliveries it made, for $SYS
+	sent  atomic.Int64       // deliveries it made, for $SYS
+	dirty []*coalescedWriter // with mu held: writers to hand to the flushers
 }
+
+// pushGroup is how many newly dirty connections a fan-out gathers before it
+// hands them to the flushers at once (one lock, one wake-up).
+const pushGroup = 256
 
 func fastPathEnabled() bool { return os.Getenv("FIREHOSE_FAST_PATH") != "off" }
 
@@ -227,10 +232,20 @@ func (f *fastPath) deliverFast(m journal.Message, pk packets.Packet) {
 			}
 			g.fan.mark.Store(id)
 			fast++
-			if _, err := g.Write(out); err == nil {
+			if err := g.writeDeferred(out, &f.dirty); err == nil {
 				sent += len(out)
 			}
+			// Hand writers to the flushers in groups, so that writing
+			// starts while the fan-out goes on.
+			if len(f.dirty) >= pushGroup {
+				flushers.pushAll(f.dirty)
+				clear(f.dirty)
+				f.dirty = f.dirty[:0]
+			}
 		}
+		flushers.pushAll(f.dirty)
+		clear(f.dirty)
+		f.dirty = f.dirty[:0]
 		f.cur.Store(id)
 		f.topic.Store(unsafe.StringData(pk.TopicName))
 		defer f.topic.Store(nil)
