@@ -178,9 +178,15 @@ func (h *access) mayWrite(cl *mqtt.Client, t string) (bool, string) {
 }
 
 // OnACLCheck runs for every delivery to every subscriber (write == false):
-// that path must stay a single branch.
+// that path must stay cheap. It is where mochi learns which subscribers the
+// fast path has already served (fastpath.go).
 func (h *access) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 	if !write {
+		if f := h.b.fast; f != nil {
+			if g := connOf(cl); g != nil && f.skip(cl, &g.fan, t) {
+				return false
+			}
+		}
 		return true
 	}
 	ok, kind := h.mayWrite(cl, t)

@@ -77,6 +77,7 @@ type Broker struct {
 	closeOnce sync.Once
 
 	deliverer *mqtt.Client // the journal's inline client (journal.go)
+	fast      *fastPath    // encode-once fan-out of journaled messages, or nil (fastpath.go)
 }
 
 // Listener describes one listener the broker serves.

@@ -94,14 +94,27 @@ func (w *coalescedWriter) init(c net.Conn, wr *wire) {
 // the connection; a packet larger than the budget still goes to a connection
 // that has nothing waiting.
 func (w *coalescedWriter) Write(p []byte) (int, error) {
+	push, err := w.write(p)
+	if push {
+		flushers.push(w)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// write is Write without handing the writer to the flushers: push says it
+// must be, by the caller (one fan-out hands many at once, flushQueue.pushAll).
+func (w *coalescedWriter) write(p []byte) (push bool, err error) {
 	w.mu.Lock()
 	if queued := int64(len(w.pending) + w.writing); queued > 0 && w.err == nil && !w.closing {
 		after := queued + int64(len(p))
 		if limit := w.wire.maxQueued.Load(); after > limit {
-			return w.overflow(&slowError{queued: after, limit: limit})
+			return false, w.overflow(&slowError{queued: after, limit: limit})
 		}
 		if after > memoryFloor && w.wire.mem.overLimit() {
-			return w.overflow(&slowError{queued: after, memory: true})
+			return false, w.overflow(&slowError{queued: after, memory: true})
 		}
 	}
 	if w.err != nil || w.closing {
@@ -110,28 +123,30 @@ func (w *coalescedWriter) Write(p []byte) (int, error) {
 		if err == nil {
 			err = errWriterClosed
 		}
-		return 0, err
+		return false, err
 	}
 	if w.pending == nil {
 		w.pending = getBuf()
 	}
 	w.pending = append(w.pending, p...)
 	if w.state == wIdle {
+		// Queued from now on: no other write pushes it, and no flusher
+		// has it before the push.
 		w.state = wQueued
-		flushers.push(w)
+		push = true
 	}
 	w.mu.Unlock()
-	return len(p), nil
+	return push, nil
 }
 
 // overflow fails the writer with err and drops what waits; the caller
 // closes the connection. Called with w.mu held; returns with it released.
-func (w *coalescedWriter) overflow(err *slowError) (int, error) {
+func (w *coalescedWriter) overflow(err *slowError) error {
 	w.err = err
 	putBuf(w.pending)
 	w.pending = nil
 	w.mu.Unlock()
-	return 0, err
+	return err
 }
 
 // flush runs on a flusher: one non-blocking write of everything buffered.
@@ -306,6 +321,23 @@ func (f *flushQueue) push(w *coalescedWriter) {
 	f.q = append(f.q, w)
 	f.mu.Unlock()
 	f.ready.Signal()
+}
+
+// pushAll queues many writers at once (a fan-out's), with one lock and
+// one wake-up for every flusher.
+func (f *flushQueue) pushAll(ws []*coalescedWriter) {
+	if len(ws) == 0 {
+		return
+	}
+	f.once.Do(f.start)
+	now := time.Now()
+	for _, w := range ws {
+		w.queued = now
+	}
+	f.mu.Lock()
+	f.q = append(f.q, ws...)
+	f.mu.Unlock()
+	f.ready.Broadcast()
 }
 
 func (f *flushQueue) start() {

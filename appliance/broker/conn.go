@@ -47,6 +47,7 @@ type guardedConn struct {
 	ended      atomic.Bool               // why it ended is already counted and logged
 	announce   atomic.Int64              // MQTT 5 anonymous: session expiry the CONNACK states, plus one
 	subFix     atomic.Pointer[subackFix] // SUBACK codes to correct (see OnPacketEncode)
+	fan        fanConn                   // the fast path's view of it (fastpath.go)
 }
 
 func newGuardedConn(c net.Conn, w *wire, b *Broker) *guardedConn {
@@ -74,6 +75,20 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 		_ = c.Conn.Close() // the client is not reading: nothing more would reach it
 	}
 	return n, err
+}
+
+// writeDeferred is Write for the fast path's fan-out: a writer that must
+// go to the flushers is added to dirty instead of pushed on its own.
+func (c *guardedConn) writeDeferred(p []byte, dirty *[]*coalescedWriter) error {
+	push, err := c.out.write(p)
+	if push {
+		*dirty = append(*dirty, &c.out)
+	}
+	if se, ok := err.(*slowError); ok {
+		c.endSlow(se)
+		_ = c.Conn.Close()
+	}
+	return err
 }
 
 // endSlow counts and logs a subscriber disconnected for being slow.

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -36,7 +35,18 @@ type journalFrom interface {
 // by the journal's consumer in journal order. Call it before Start.
 func (b *Broker) UseJournal(j Journal) error {
 	b.deliverer = b.server.NewClient(nil, mqtt.LocalListener, "firehose-journal", true)
-	return b.server.AddHook(&journalHook{b: b, j: j}, nil)
+	if err := b.server.AddHook(&journalHook{b: b, j: j}, nil); err != nil {
+		return err
+	}
+	if !fastPathEnabled() {
+		return nil
+	}
+	f := &fastPath{b: b}
+	if err := b.server.AddHook(&fanHook{f: f}, nil); err != nil {
+		return err
+	}
+	b.fast = f
+	return nil
 }
 
 // Deliver hands one message to the local subscribers (and the retained
@@ -52,7 +62,13 @@ func (b *Broker) Deliver(m journal.Message) {
 		PacketID:    uint16(m.QoS), // mochi checks that a QoS > 0 publish has one
 	}
 	if m.Seq > 0 {
-		pk.Properties.User = []packets.UserProperty{{Key: SeqProperty, Val: strconv.FormatUint(m.Seq, 10)}}
+		pk.Properties.User = seqProperty(m.Seq)
+		if b.fast != nil {
+			// Journaled messages come one at a time, in order, from the
+			// journal's consumer: the fast path (fastpath.go).
+			b.fast.deliverFast(m, pk)
+			return
+		}
 	}
 	if err := b.server.InjectPacket(b.deliverer, pk); err != nil {
 		b.log.Warn("delivering a journaled message", "topic", m.Topic, "seq", m.Seq, "error", err)

@@ -188,6 +188,12 @@ func (b *Broker) publishSys() {
 		// The appliance's own: open sockets and refusals by kind.
 		{"connections/open", i(b.conns.open.Load(), 10)},
 	}
+	// Deliveries made by the fast path (fastpath.go); 0 without the journal.
+	var fast int64
+	if f := b.fast; f != nil {
+		fast = f.sent.Load()
+	}
+	values = append(values, SysValue{"fast-path/messages/sent", i(fast, 10)})
 	for _, k := range refusalKinds {
 		values = append(values, SysValue{"refused/" + k, i(b.refused.byKind[k].n.Load(), 10)})
 	}
