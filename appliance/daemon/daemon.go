@@ -499,8 +499,10 @@ func (d *Daemon) prepareBounded() (*config.Config, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		defer d.preparing.Store(false)
 		c, err := d.prepare(d.path)
+		// Before the result is seen: a reload right after this one must not
+		// find the read still running.
+		d.preparing.Store(false)
 		ch <- result{c, err}
 	}()
 	t := time.NewTimer(d.readLimit)
