@@ -104,15 +104,25 @@ func (j *Journal) stopFanIterator() {
 // server is restarted, it starts a new consumer on the new connection.
 func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 	defer close(j.fanDone)
+	wait := 100 * time.Millisecond
 	for {
 		c := j.conn.Load()
+		var failingSince time.Time
 		for it != nil {
 			m, err := it.Next()
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.nc.IsClosed() {
+				if failingSince.IsZero() {
+					failingSince = time.Now()
+				}
+				// An iterator that is closed, or has failed for a while (a
+				// cluster that lost its quorum, a consumer the server
+				// dropped), is replaced below: the consumer must never stop
+				// for good while the daemon runs.
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.nc.IsClosed() || time.Since(failingSince) > fanRestartAfter {
+					it.Stop()
 					it = nil
 					break
 				}
@@ -120,6 +130,7 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
+			failingSince = time.Time{}
 			msg, ok := decode(m)
 			if !ok {
 				continue
@@ -129,22 +140,30 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 				j.deliver(msg)
 			}
 		}
-		// The server was restarted (or is being): wait for the new one.
+		// A new consumer from the message after the last one delivered: on
+		// the new connection once a restarted server is up, else on this one.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(wait):
 		}
-		if c2 := j.conn.Load(); c2 != c && !c2.nc.IsClosed() {
+		if c2 := j.conn.Load(); !c2.nc.IsClosed() {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			var err error
 			if it, err = j.fanConsumer(cctx, c2); err != nil {
 				j.log.Warn("journal fan-out consumer", "error", err)
+				wait = min(2*wait, 5*time.Second)
+			} else {
+				wait = 100 * time.Millisecond
 			}
 			cancel()
 		}
 	}
 }
+
+// fanRestartAfter is how long the fan-out consumer may keep failing before
+// it is replaced by a new one.
+const fanRestartAfter = 10 * time.Second
 
 // decode turns a stored message into a Message; ok is false for a subject
 // that is neither an event nor a gap marker.
