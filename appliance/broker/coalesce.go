@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -77,7 +78,11 @@ type coalescedWriter struct {
 	closeFn func() error // set by close while bytes still wait: called once they are out
 	closeBy *time.Timer  // closes regardless after closeFlushTimeout
 	queued  time.Time    // when it last joined the flush queue
+	dead    atomic.Bool  // closing or failed: read without mu by the fast path
 }
+
+// isClosed reports whether the writer takes no more bytes.
+func (w *coalescedWriter) isClosed() bool { return w.dead.Load() }
 
 func (w *coalescedWriter) init(c net.Conn, wr *wire) {
 	w.conn = c
@@ -143,6 +148,7 @@ func (w *coalescedWriter) write(p []byte) (push bool, err error) {
 // closes the connection. Called with w.mu held; returns with it released.
 func (w *coalescedWriter) overflow(err *slowError) error {
 	w.err = err
+	w.dead.Store(true)
 	putBuf(w.pending)
 	w.pending = nil
 	w.mu.Unlock()
@@ -257,6 +263,7 @@ func (w *coalescedWriter) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	w.dead.Store(true)
 	putBuf(w.pending)
 	w.pending = nil
 	w.setIdle()
@@ -284,6 +291,7 @@ func (w *coalescedWriter) close(closeFn func() error) error {
 		return errWriterClosed
 	}
 	w.closing = true
+	w.dead.Store(true)
 	if w.state == wIdle {
 		return closeFn()
 	}

@@ -73,6 +73,7 @@ type fastPath struct {
 	cur   atomic.Uint64
 	sent  atomic.Int64       // deliveries it made, for $SYS
 	dirty []*coalescedWriter // with mu held: writers to hand to the flushers
+	lists fanLists           // subscribers per topic (fanlist.go)
 }
 
 // pushGroup is how many newly dirty connections a fan-out gathers before it
@@ -102,8 +103,17 @@ type fanHook struct {
 func (h *fanHook) ID() string { return "firehose-fastpath" }
 
 func (h *fanHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPacketSent}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSessionEstablished, mqtt.OnPacketSent}, []byte{b})
 }
+
+// OnUnsubscribed runs after mochi has taken the filters out of its index.
+func (h *fanHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) { h.f.lists.changed() }
+
+// OnSessionEstablished runs after a session taken over or resumed has
+// changed the index (a clean start drops the old subscriptions). A client
+// that merely disconnects changes no list: its closed connection is skipped
+// (fanlist.go).
+func (h *fanHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) { h.f.lists.changed() }
 
 // OnSubscribe runs after access's (hooks run in the order added), on the
 // filters mochi will process.
@@ -126,8 +136,10 @@ func (h *fanHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	return pk
 }
 
-// OnSubscribed runs after the filters' ACL checks, before the SUBACK.
+// OnSubscribed runs after the filters' ACL checks and mochi's index
+// changes, before the SUBACK.
 func (h *fanHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.f.lists.changed()
 	if g := connOf(cl); g != nil {
 		g.fan.pending.Add(-g.fan.expect)
 		g.fan.expect = 0
@@ -193,9 +205,9 @@ func (f *fastPath) deliverFast(m journal.Message, pk packets.Packet) {
 	// A topic string of this delivery's own, so that the ACL check can tell
 	// this packet from any other on the same topic.
 	pk.TopicName = strings.Clone(m.Topic)
-	subs := b.server.Topics.Subscribers(pk.TopicName)
-	fast, sent := 0, 0
-	if len(subs.Shared) == 0 {
+	list := f.lists.get(b.server, m.Topic)
+	fast, sent, mochi := 0, 0, list.mochiOnly || list.inline || m.Retain
+	if !list.mochiOnly {
 		id := f.id.Add(1)
 		e := &encoded{pk: pk}
 		e.pk.FixedHeader.Qos, e.pk.FixedHeader.Retain, e.pk.PacketID = 0, false, 0
@@ -207,23 +219,34 @@ func (f *fastPath) deliverFast(m journal.Message, pk packets.Packet) {
 		for _, u := range e.pk.Properties.User {
 			e.userLen += 5 + len(u.Key) + len(u.Val)
 		}
-		for clientID, sub := range subs.Subscriptions {
-			cl, ok := b.server.Clients.Get(clientID)
-			if !ok || cl.Closed() {
+		for i := range list.targets {
+			t := &list.targets[i]
+			switch t.current(b.server) {
+			case targetGone:
+				// mochi would keep a QoS > 0 message for the session and
+				// drop a QoS 0 one.
+				mochi = mochi || min(m.QoS, t.sub.Qos) > 0
+				continue
+			case targetMoved:
+				mochi = true
+				f.lists.changed()
 				continue
 			}
-			g := connOf(cl)
-			if g == nil || !fastFor(cl, g, sub, m) {
+			cl, g := t.cl, t.g
+			if g == nil || !fastFor(cl, g, t.sub, m) {
+				mochi = true
 				continue
 			}
 			v5 := cl.Properties.ProtocolVersion == 5
 			out := e.get(v5)
 			if out == nil {
+				mochi = true
 				continue
 			}
 			if max := cl.Properties.Props.MaximumPacketSize; v5 && max > 0 {
 				if uint32(e.n+e.userLen+1) >= max {
-					continue // mochi would leave firehose-seq out: its path
+					mochi = true // mochi would leave firehose-seq out: its path
+					continue
 				}
 				if uint32(len(out)) > max {
 					g.fan.mark.Store(id) // mochi drops it; so does the fast path
@@ -231,9 +254,14 @@ func (f *fastPath) deliverFast(m journal.Message, pk packets.Packet) {
 				}
 			}
 			g.fan.mark.Store(id)
-			fast++
-			if err := g.writeDeferred(out, &f.dirty); err == nil {
+			err := g.writeDeferred(out, &f.dirty)
+			switch {
+			case err == nil:
+				fast++
 				sent += len(out)
+			case err == errWriterClosed:
+				// Closed since it was looked up: as if gone.
+				mochi = mochi || min(m.QoS, t.sub.Qos) > 0
 			}
 			// Hand writers to the flushers in groups, so that writing
 			// starts while the fan-out goes on.
@@ -257,7 +285,7 @@ func (f *fastPath) deliverFast(m journal.Message, pk packets.Packet) {
 		atomic.AddInt64(&info.BytesSent, int64(sent))
 		f.sent.Add(int64(fast))
 	}
-	if fast == len(subs.Subscriptions) && !m.Retain && len(subs.InlineSubscriptions) == 0 && len(subs.Shared) == 0 {
+	if !mochi {
 		// Nobody left for mochi: count the message as its OnPublished
 		// would have (sysHook).
 		b.sys.received.Add(1)

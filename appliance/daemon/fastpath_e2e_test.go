@@ -531,3 +531,87 @@ func TestFastPathSwitchToMochiAndBack(t *testing.T) {
 		})
 	}
 }
+
+// TestFastPathFollowsSessions: the fast path keeps each topic's subscriber
+// list between subscription changes (appliance/broker/fanlist.go). A
+// subscriber that unsubscribes gets nothing more on the topic, one that
+// subscribes again gets it again, a resumed session gets its messages on the
+// new connection, and a clean start under the same client ID gets nothing of
+// the old session's subscriptions; every message once, in order.
+func TestFastPathFollowsSessions(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			d := startDaemon(t, daemonOpts{})
+			pub := newQoS1Publisher(t, d)
+			dial := func(clean, present bool) *wireClient {
+				w := dialWire(t, "tcp", d.addr["mqtt"], nil, version)
+				pk := connectPacket(version, "follower")
+				pk.Connect.Clean = clean
+				pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte("zuul")
+				pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(zuulPass)
+				if version == 5 {
+					pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 300, true
+				}
+				w.send(pk)
+				_, ack := w.next(60 * time.Second)
+				if ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
+					t.Fatalf("CONNACK: type %d code %#x", ack.FixedHeader.Type, ack.ReasonCode)
+				}
+				if ack.SessionPresent != present {
+					t.Fatalf("clean start %v: session present %v, want %v", clean, ack.SessionPresent, present)
+				}
+				return w
+			}
+			// expect requires the next packets to be PUBLISHes of exactly
+			// these payloads, in this order.
+			expect := func(w *wireClient, payloads ...string) {
+				t.Helper()
+				for _, want := range payloads {
+					_, pk := w.next(60 * time.Second)
+					if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != want {
+						t.Fatalf("got packet type %d %q, want PUBLISH %q", pk.FixedHeader.Type, pk.Payload, want)
+					}
+				}
+			}
+			w := dial(false, false)
+			w.subscribe(1, packets.Subscription{Filter: "zuul/fs/a"}, packets.Subscription{Filter: "zuul/fs/mark"})
+			pub.publish("zuul/fs/a", "a1")
+			pub.publish("zuul/fs/mark", "m1")
+			expect(w, "a1", "m1")
+
+			w.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+				Filters: packets.Subscriptions{{Filter: "zuul/fs/a"}}})
+			if _, ack := w.next(60 * time.Second); ack.FixedHeader.Type != packets.Unsuback {
+				t.Fatalf("got packet type %d, want UNSUBACK", ack.FixedHeader.Type)
+			}
+			pub.publish("zuul/fs/a", "a2")
+			pub.publish("zuul/fs/mark", "m2")
+			expect(w, "m2")
+
+			w.subscribe(3, packets.Subscription{Filter: "zuul/fs/a"})
+			pub.publish("zuul/fs/a", "a3")
+			expect(w, "a3")
+
+			// The session resumed on a new connection (the old one is
+			// taken over if the broker has not seen it close yet).
+			w.c.Close()
+			w = dial(false, true)
+			pub.publish("zuul/fs/a", "a4")
+			pub.publish("zuul/fs/mark", "m4")
+			expect(w, "a4", "m4")
+
+			// A clean start drops the session's subscriptions.
+			w.c.Close()
+			w = dial(true, false)
+			w.subscribe(4, packets.Subscription{Filter: "zuul/fs/mark"})
+			pub.publish("zuul/fs/a", "a5")
+			pub.publish("zuul/fs/mark", "m5")
+			expect(w, "m5")
+			// 7 deliveries to this subscriber, all at QoS 0 with no
+			// identifier: the fast path's ($SYS is published each second).
+			eventually(t, "the fast path's count of 7", func() bool {
+				return sysValue(d, "$SYS/broker/fast-path/messages/sent") == "7"
+			})
+		})
+	}
+}
