@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +411,62 @@ func TestAnonymousCannotPublish(t *testing.T) {
 				t.Errorf("anonymous publish reached %d subscribers (sync: %v)", n, syncErr)
 			}
 		})
+	}
+}
+
+// TestMain lets the test binary serve as a CPU burner for TestLoad, as the
+// bench binary does for -load.
+func TestMain(m *testing.M) {
+	burnIfAsked()
+	os.Exit(m.Run())
+}
+
+// TestLoad: -load's burners use CPU while they run and are gone after stop.
+func TestLoad(t *testing.T) {
+	stop, err := startLoad(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	burners := func() []int {
+		var pids []int
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err == nil && bytes.Contains(b, []byte(burnEnv+"=1")) {
+				// Ours (parent is this process) and alive (not a zombie).
+				s, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				if i := bytes.LastIndexByte(s, ')'); err == nil && i > 0 {
+					if f := strings.Fields(string(s[i+1:])); len(f) > 2 && f[0] != "Z" && f[1] == strconv.Itoa(os.Getpid()) {
+						pids = append(pids, pid)
+					}
+				}
+			}
+		}
+		return pids
+	}
+	pids := burners()
+	if len(pids) != 1 {
+		stop()
+		t.Fatalf("%d burners running, want 1", len(pids))
+	}
+	// It spins: its CPU time grows (polled, bounded).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if s, _ := cpuSeconds(pids[0]); s >= 0.05 {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("the burner used no CPU in 60 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if n := len(burners()); n != 0 {
+		t.Fatalf("%d burners left after stop", n)
 	}
 }

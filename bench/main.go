@@ -41,6 +41,7 @@ type report struct {
 	Go          string            `json:"go"`
 	Repetitions int               `json:"repetitions"`
 	Payload     int               `json:"payload"`
+	Load        int               `json:"background_load,omitempty"` // -load
 	Brokers     []string          `json:"brokers"`
 	Versions    map[string]string `json:"versions"`
 	Skipped     []string          `json:"skipped"`
@@ -105,9 +106,11 @@ type config struct {
 	applianceBn string
 	applEnv     string
 	mosquitto   string
+	load        int
 }
 
 func main() {
+	burnIfAsked()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -146,6 +149,7 @@ func run() error {
 	flag.StringVar(&c.applianceBn, "appliance-bin", "", "prebuilt firehosectl; default: go build ./cmd/firehosectl")
 	flag.StringVar(&c.applEnv, "appliance-env", "", "extra environment for the appliance, comma-separated (GOGC=200,GOMAXPROCS=1): knob trials")
 	flag.StringVar(&c.mosquitto, "mosquitto", "mosquitto", "mosquitto binary")
+	flag.IntVar(&c.load, "load", 0, "background CPU load: processes spinning on the CPU during every run (both brokers meet the same)")
 	renderPath := flag.String("render", "", "print the table of a stored results JSON and rewrite its SVG; runs nothing")
 	flag.Parse()
 	if *renderPath != "" {
@@ -259,6 +263,13 @@ func run() error {
 		names = append(names, b.Name())
 	}
 
+	if c.load > 0 {
+		stopLoad, err := startLoad(c.load)
+		if err != nil {
+			return err
+		}
+		defer stopLoad()
+	}
 	d := &dialer{perAddr: 1000}
 	o := runOpts{runTimeout: c.runTimeout, stall: c.stall, idleSettle: c.idleSettle, mqttjs: mjs}
 	var runs []runResult
@@ -291,6 +302,9 @@ func run() error {
 		mode = "quick"
 	}
 	fmt.Printf("## firehose bench (%s): %s, %d CPU, %.0f s\n\n", mode, started.UTC().Format(time.RFC3339), runtime.NumCPU(), elapsed.Seconds())
+	if c.load > 0 {
+		fmt.Printf("- background load: %d processes spinning on the CPU throughout\n", c.load)
+	}
 	for _, b := range brokers {
 		fmt.Printf("- %s: %s\n", b.Name(), b.Version())
 	}
@@ -319,7 +333,7 @@ func run() error {
 	}
 	doc := report{
 		Mode: mode, Started: started.UTC().Format(time.RFC3339), Seconds: elapsed.Seconds(),
-		CPUs: runtime.NumCPU(), Go: runtime.Version(), Repetitions: c.reps, Payload: c.payload,
+		CPUs: runtime.NumCPU(), Go: runtime.Version(), Repetitions: c.reps, Payload: c.payload, Load: c.load,
 		Brokers: names, Versions: versions, Skipped: skipped, Scenarios: scs, Summary: rows, Runs: runs,
 	}
 	js, err := json.MarshalIndent(doc, "", "  ")

@@ -27,6 +27,7 @@ var (
 	mPerConn    = metric{"RSS per subscriber", "KiB", false, func(r runResult) float64 { return r.RSSPerConnKiB }}
 	mLast       = metric{"time to last delivery", "s", false, func(r runResult) float64 { return r.DurationSeconds }}
 	mCPUPerDel  = metric{"broker CPU per delivery", "µs", false, func(r runResult) float64 { return r.BrokerCPUPerDeliveryUs }}
+	mSysPerDel  = metric{"broker system CPU per delivery", "µs", false, func(r runResult) float64 { return r.BrokerSysPerDeliveryUs }}
 	mMinPerSub  = metric{"messages to the least-served subscriber", "msgs", true, func(r runResult) float64 { return float64(r.MinPerSub) }}
 )
 
@@ -36,7 +37,7 @@ func metricsFor(group string) []metric {
 	case "a", "d":
 		return []metric{mDeliveries, mP99}
 	case "b":
-		return []metric{mP50, mP99, mMax, mCPUPerDel}
+		return []metric{mP50, mP99, mMax, mCPUPerDel, mSysPerDel}
 	case "c":
 		return []metric{mPerConn}
 	case "e":

@@ -69,6 +69,8 @@ type runResult struct {
 
 	BrokerCPUSeconds       float64 `json:"broker_cpu_seconds"` // during the measured phase
 	BrokerCPUPerDeliveryUs float64 `json:"broker_cpu_us_per_delivery,omitempty"`
+	BrokerSysSeconds       float64 `json:"broker_sys_seconds,omitempty"` // the system (kernel) part of BrokerCPUSeconds
+	BrokerSysPerDeliveryUs float64 `json:"broker_sys_us_per_delivery,omitempty"`
 	PeakRSSMiB             float64 `json:"broker_peak_rss_mib"`
 	BenchCPUSeconds        float64 `json:"bench_cpu_seconds"` // the load generator, Node included
 	SubscriberErrors       int     `json:"subscriber_errors"`
@@ -124,6 +126,7 @@ func runOne(ctx context.Context, b broker, sc scenario, rep int, tmp string, d *
 	}
 	if res.Delivered > 0 && res.BrokerCPUSeconds > 0 {
 		res.BrokerCPUPerDeliveryUs = res.BrokerCPUSeconds * 1e6 / float64(res.Delivered)
+		res.BrokerSysPerDeliveryUs = res.BrokerSysSeconds * 1e6 / float64(res.Delivered)
 	}
 	return res
 }
@@ -234,7 +237,7 @@ func runLean(ctx context.Context, in *instance, sc scenario, d *dialer, o runOpt
 		return err
 	}
 
-	cpu0, _ := cpuSeconds(pid)
+	user0, sys0, _ := cpuTimes(pid)
 	self0 := selfCPUSeconds()
 	deadline, _ := ctx.Deadline()
 	_ = p.c.SetWriteDeadline(deadline)
@@ -242,8 +245,9 @@ func runLean(ctx context.Context, in *instance, sc scenario, d *dialer, o runOpt
 	t0 := monoNow()
 	pubDone := publishAll(ctx, p, sc, t0, &published)
 	pubErr := awaitDeliveries(ctx, pubDone, &published, sc.Subs, o, func() int64 { n, _ := f.received(); return n })
-	cpu1, _ := cpuSeconds(pid)
-	res.BrokerCPUSeconds = cpu1 - cpu0
+	user1, sys1, _ := cpuTimes(pid)
+	res.BrokerCPUSeconds = user1 + sys1 - user0 - sys0
+	res.BrokerSysSeconds = sys1 - sys0
 	res.BenchCPUSeconds = selfCPUSeconds() - self0
 
 	p.close()
