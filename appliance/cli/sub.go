@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/urfave/cli/v2"
+
+	"github.com/firehose/firehose/appliance/apitype"
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
@@ -138,12 +139,12 @@ func subSince(c *cli.Context) error {
 			// Resume after what was printed; since would repeat it.
 			u = base + "?" + url.Values{"filter": filters}.Encode()
 		}
-		got, err := streamEvents(ctx, u, lastID, func(e streamEvent) bool {
+		got, err := streamEvents(ctx, u, lastID, func(e apitype.EventLine) bool {
 			lastID = strconv.FormatUint(e.Seq, 10)
 			if e.Gap != nil {
 				// A marker, not a message: the journal could not keep some.
 				fmt.Fprintf(Stderr, "firehosectl: gap at sequence %d: %d messages were not journaled between %s and %s (%s)\n",
-					e.Seq, e.Gap.Lost, e.Gap.From, e.Gap.Until, e.Gap.Reason)
+					e.Seq, e.Gap.Lost, e.Gap.From.Format(time.RFC3339), e.Gap.Until.Format(time.RFC3339), e.Gap.Reason)
 				return true
 			}
 			if err := printEvent(e, c.Bool("verbose")); err != nil {
@@ -192,27 +193,10 @@ func parseSince(s string, now time.Time) (string, error) {
 	return "", fmt.Errorf("--since %q: write a sequence number (1234), an RFC 3339 time (2025-01-31T12:00:00Z) or a duration (90m)", s)
 }
 
-// streamEvent is one message of the journal as the API serves it.
-type streamEvent struct {
-	Seq           uint64          `json:"seq"`
-	Time          string          `json:"time"`
-	Topic         string          `json:"topic"`
-	Payload       json.RawMessage `json:"payload"`
-	PayloadBase64 *string         `json:"payload_base64"`
-	Gap           *struct {
-		Lost        int64
-		From, Until string
-		Reason      string
-	} `json:"gap"`
-}
-
-func printEvent(e streamEvent, verbose bool) error {
-	payload := []byte(e.Payload)
-	if e.PayloadBase64 != nil {
-		var err error
-		if payload, err = base64.StdEncoding.DecodeString(*e.PayloadBase64); err != nil {
-			return fmt.Errorf("message %d: payload_base64: %v", e.Seq, err)
-		}
+func printEvent(e apitype.EventLine, verbose bool) error {
+	payload, err := e.PayloadBytes()
+	if err != nil {
+		return fmt.Errorf("message %d: payload_base64: %v", e.Seq, err)
 	}
 	var b bytes.Buffer
 	if verbose {
@@ -220,7 +204,7 @@ func printEvent(e streamEvent, verbose bool) error {
 	}
 	b.Write(payload)
 	b.WriteByte('\n')
-	_, err := Stdout.Write(b.Bytes())
+	_, err = Stdout.Write(b.Bytes())
 	return err
 }
 
@@ -251,7 +235,7 @@ func (f readFunc) Read(p []byte) (int, error) { return f(p) }
 
 // streamEvents reads one SSE connection, calling each for every message
 // until it returns false. It reports whether any message arrived.
-func streamEvents(ctx context.Context, u, lastID string, each func(streamEvent) bool) (got bool, err error) {
+func streamEvents(ctx context.Context, u, lastID string, each func(apitype.EventLine) bool) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -308,7 +292,7 @@ func streamEvents(ctx context.Context, u, lastID string, each func(streamEvent) 
 		if ev.Data == "" {
 			continue
 		}
-		var e streamEvent
+		var e apitype.EventLine
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
 			return got, fmt.Errorf("a message that is not JSON: %v", err)
 		}

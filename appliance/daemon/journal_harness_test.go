@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,31 +14,20 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/firehose/firehose/appliance/apitype"
 )
 
 // eventLine is one line of /v0/events or the data of one SSE event.
-type eventLine struct {
-	Seq           uint64          `json:"seq"`
-	Time          string          `json:"time"`
-	Topic         string          `json:"topic"`
-	Payload       json.RawMessage `json:"payload"`
-	PayloadBase64 *string         `json:"payload_base64"`
-	Gap           *struct {
-		Lost int64 `json:"lost"`
-	} `json:"gap"`
-	Truncated *struct {
-		Requested uint64 `json:"requested"`
-		FirstSeq  uint64 `json:"first_seq"`
-	} `json:"truncated"`
-}
+type eventLine struct{ apitype.EventLine }
 
 // text is the payload as the publisher sent it.
 func (e eventLine) text() string {
-	if e.PayloadBase64 != nil {
-		b, _ := base64.StdEncoding.DecodeString(*e.PayloadBase64)
-		return string(b)
+	b, err := e.PayloadBytes()
+	if err != nil {
+		return fmt.Sprintf("(bad payload_base64: %v)", err)
 	}
-	return string(e.Payload)
+	return string(b)
 }
 
 func (d *daemon) apiURL(path string, q url.Values) string {

@@ -25,6 +25,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/firehose/firehose/appliance/apitype"
 	"github.com/firehose/firehose/appliance/journal"
 	"github.com/firehose/firehose/appliance/topic"
 )
@@ -230,26 +231,9 @@ func ParseSince(s string, now time.Time) (journal.From, error) {
 	return journal.From{}, fmt.Errorf("%w: since %.40q is neither a sequence number, an RFC 3339 time nor a duration such as 10m", errBadQuery, s)
 }
 
-// Truncated says that the history asked for is older than what the
-// journal keeps, and where what it keeps starts.
-type Truncated struct {
-	Requested     uint64     `json:"requested,omitempty"`
-	RequestedTime *time.Time `json:"requested_time,omitempty"`
-	FirstSeq      uint64     `json:"first_seq"`
-	FirstTime     *time.Time `json:"first_time,omitempty"`
-}
-
-// Reset says that the sequence asked for is beyond the journal's last one
-// (a journal that was wiped and started again, or a client's mistake): the
-// read starts after the last message instead.
-type Reset struct {
-	Requested uint64 `json:"requested"`
-	LastSeq   uint64 `json:"last_seq"`
-}
-
-func reset(from journal.From, b journal.Bounds) *Reset {
+func reset(from journal.From, b journal.Bounds) *apitype.Reset {
 	if from.Seq > b.LastSeq+1 {
-		return &Reset{Requested: from.Seq, LastSeq: b.LastSeq}
+		return &apitype.Reset{Requested: from.Seq, LastSeq: b.LastSeq}
 	}
 	return nil
 }
@@ -312,16 +296,16 @@ func jsonPayload(p []byte) json.RawMessage {
 
 // truncation returns the notice for a read starting before the journal's
 // first message, or nil.
-func truncation(from journal.From, b journal.Bounds) *Truncated {
+func truncation(from journal.From, b journal.Bounds) *apitype.Truncated {
 	first := b.FirstSeq
 	switch {
 	case from.Seq > 0 && from.Seq < first:
-		return &Truncated{Requested: from.Seq, FirstSeq: first, FirstTime: timePtr(b.FirstTime)}
+		return &apitype.Truncated{Requested: from.Seq, FirstSeq: first, FirstTime: timePtr(b.FirstTime)}
 	case from.Seq == 0 && !from.Time.IsZero() && first > 1 && (b.Messages == 0 || from.Time.Before(b.FirstTime)):
 		// Messages before the first kept have been removed; some may have
 		// been after the time asked for.
 		t := from.Time.UTC()
-		return &Truncated{RequestedTime: &t, FirstSeq: first, FirstTime: timePtr(b.FirstTime)}
+		return &apitype.Truncated{RequestedTime: &t, FirstSeq: first, FirstTime: timePtr(b.FirstTime)}
 	}
 	return nil
 }
@@ -366,12 +350,12 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	enc.SetEscapeHTML(false)
 	if t := truncation(q.from, b); t != nil {
 		_ = enc.Encode(struct {
-			Truncated *Truncated `json:"truncated"`
+			Truncated *apitype.Truncated `json:"truncated"`
 		}{t})
 	}
 	if r := reset(q.from, b); r != nil {
 		_ = enc.Encode(struct {
-			Reset *Reset `json:"reset"`
+			Reset *apitype.Reset `json:"reset"`
 		}{r})
 		return
 	}

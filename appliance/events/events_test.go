@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firehose/firehose/appliance/apitype"
 	"github.com/firehose/firehose/appliance/config"
 	"github.com/firehose/firehose/appliance/journal"
 )
@@ -54,16 +54,12 @@ func FuzzNewEvent(f *testing.F) {
 		if bytes.ContainsAny(line, "\r\n") || !json.Valid(line) {
 			t.Fatalf("not one line of JSON: %q", line)
 		}
-		var e struct {
-			Topic         string          `json:"topic"`
-			Payload       json.RawMessage `json:"payload"`
-			PayloadBase64 *string         `json:"payload_base64"`
-		}
+		var e apitype.EventLine
 		if err := json.Unmarshal(line, &e); err != nil || e.Topic != "t/\"<>&\u2028" {
 			t.Fatalf("%q: %v, topic %q", line, err, e.Topic)
 		}
 		if e.PayloadBase64 != nil {
-			b, err := base64.StdEncoding.DecodeString(*e.PayloadBase64)
+			b, err := e.PayloadBytes()
 			if err != nil || !bytes.Equal(b, payload) {
 				t.Fatalf("base64 payload %q does not give back %q", *e.PayloadBase64, payload)
 			}
