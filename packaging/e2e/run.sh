@@ -1,14 +1,17 @@
 #!/bin/sh
 # End-to-end test of the packages under a real systemd and a real apt: boots
 # a cached Debian 12 rootfs with systemd-nspawn (own network namespace, so the
-# firewall tests touch nothing of this host) and runs guest.sh inside it.
-# Needs root, debootstrap and systemd-container. Run by `make e2e`, which
-# first builds dist/repo (release 1) and dist/e2e/upgrade (releases 2 and 3).
+# firewall tests touch nothing of this host) and runs guest.sh inside it;
+# then cluster.sh boots two containers from the same rootfs, clustered over
+# a link only they share. Needs root, debootstrap and systemd-container. Run
+# by `make e2e`, which first builds dist/repo (release 1) and
+# dist/e2e/upgrade (releases 2 and 3).
 #
 #   FIREHOSE_E2E_CACHE  where the rootfs is cached (default /var/cache/firehose-e2e)
-#   FIREHOSE_E2E_KEEP=1 keep the container's files after the run, for debugging
-#   FIREHOSE_E2E_HOLD=N keep the container up N seconds after the guest, to
-#                       look around with nsenter -t <pid> -a (pid is printed)
+#   FIREHOSE_E2E_KEEP=1 keep the containers' files after the run, for debugging
+#   FIREHOSE_E2E_HOLD=N keep the containers up N seconds after the checks, to
+#                       look around with nsenter -t <pid> -a (pids are printed)
+#   FIREHOSE_E2E_CLUSTER=0  skip the cluster part
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -102,9 +105,16 @@ if [ -n "${FIREHOSE_E2E_HOLD:-}" ]; then
 	say "holding the container for ${FIREHOSE_E2E_HOLD}s: nsenter -t $leader -a"
 	sleep "$FIREHOSE_E2E_HOLD"
 fi
-if [ $rc -eq 0 ]; then
+# Its memory and CPU go to the cluster's two containers.
+ct_stop "$nspawn"
+say "single container: $([ $rc -eq 0 ] && echo PASS || echo "FAIL (guest exit $rc)") ($(($(date +%s) - t0))s)"
+
+crc=0
+[ "${FIREHOSE_E2E_CLUSTER:-1}" = 0 ] || "$here/cluster.sh" "$rootfs" || crc=$?
+if [ $rc -eq 0 ] && [ $crc -eq 0 ]; then
 	say "PASS (total $(($(date +%s) - t0))s)"
 else
-	say "FAIL (guest exit $rc, total $(($(date +%s) - t0))s)"
+	say "FAIL (guest exit $rc, cluster exit $crc, total $(($(date +%s) - t0))s)"
+	rc=1
 fi
 exit $rc
