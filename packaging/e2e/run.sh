@@ -1,14 +1,17 @@
 #!/bin/sh
 # End-to-end test of the packages under a real systemd and a real apt: boots
 # a cached Debian 12 rootfs with systemd-nspawn (own network namespace, so the
-# firewall tests touch nothing of this host) and runs guest.sh inside it.
-# Needs root, debootstrap and systemd-container. Run by `make e2e`, which
-# first builds dist/repo (release 1) and dist/e2e/upgrade (releases 2 and 3).
+# firewall tests touch nothing of this host) and runs guest.sh inside it;
+# then cluster.sh boots two containers from the same rootfs, clustered over
+# a link only they share. Needs root, debootstrap and systemd-container. Run
+# by `make e2e`, which first builds dist/repo (release 1) and
+# dist/e2e/upgrade (releases 2 and 3).
 #
 #   FIREHOSE_E2E_CACHE  where the rootfs is cached (default /var/cache/firehose-e2e)
-#   FIREHOSE_E2E_KEEP=1 keep the container's files after the run, for debugging
-#   FIREHOSE_E2E_HOLD=N keep the container up N seconds after the guest, to
-#                       look around with nsenter -t <pid> -a (pid is printed)
+#   FIREHOSE_E2E_KEEP=1 keep the containers' files after the run, for debugging
+#   FIREHOSE_E2E_HOLD=N keep the containers up N seconds after the checks, to
+#                       look around with nsenter -t <pid> -a (pids are printed)
+#   FIREHOSE_E2E_CLUSTER=0  skip the cluster part
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +24,8 @@ suite=bookworm
 include=systemd,systemd-sysv,dbus,mosquitto-clients,nftables,iproute2,procps,python3-paho-mqtt,rpm
 key=$(printf '%s %s\n' "$suite" "$include" | sha256sum | cut -c1-12)
 rootfs=$cache/rootfs-$suite-$key
+
+. "$here/boot.sh"
 
 t0=$(date +%s)
 say() { echo "e2e[$(($(date +%s) - t0))s]: $*"; }
@@ -56,22 +61,9 @@ fi
 say "rootfs $rootfs"
 
 work=$(mktemp -d "$cache/run.XXXXXX")
-nspawn=
-mounted=
 cleanup() {
 	rc=$?
-	if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
-		# SIGTERM asks the container's systemd to power off.
-		kill -TERM "$nspawn" 2>/dev/null || true
-		i=0
-		while kill -0 "$nspawn" 2>/dev/null && [ $i -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		kill -KILL "$nspawn" 2>/dev/null || true
-		wait "$nspawn" 2>/dev/null || true
-	fi
-	[ -z "$mounted" ] || umount "$work/root" || true
+	ct_cleanup
 	if [ "${FIREHOSE_E2E_KEEP:-}" = 1 ]; then
 		say "kept $work"
 	else
@@ -82,15 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Each run writes to an overlay, so the cache stays pristine; a copy is
-# the fallback where overlayfs is unavailable.
-mkdir -p "$work/upper" "$work/ovl" "$work/root"
-if mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work/ovl" "$work/root" 2>/dev/null; then
-	mounted=1
-else
-	say "overlayfs unavailable, copying the rootfs"
-	cp -a "$rootfs/." "$work/root/"
-fi
+ct_prepare "$rootfs" "$work"
 echo firehose-e2e >"$work/root/etc/hostname"
 
 # A self-signed certificate for the TLS step, valid for 127.0.0.1 (and for
@@ -101,50 +85,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" >"$work/openssl.log" 2>&1 ||
 	die "openssl req failed: $(cat "$work/openssl.log")"
 
-machine=fh-e2e-$$
-# --register=no --keep-unit: there is no system bus on the host to register
-# with. --private-network: own netns with CAP_NET_ADMIN for nftables.
-systemd-nspawn -b -D "$work/root" -M "$machine" --register=no --keep-unit \
-	--console=passive --private-network \
+# --private-network: own netns with CAP_NET_ADMIN for nftables.
+ct_start "$work" "fh-e2e-$$" --private-network \
 	--bind-ro="$dist/repo:/srv/repo" \
 	--bind-ro="$dist/e2e/upgrade:/srv/upgrade" \
 	--bind-ro="$dist/e2e/rpm:/srv/rpm" \
 	--bind-ro="$dist/stage/amd64/firehosectl:/srv/bin/firehosectl" \
 	--bind-ro="$here:/srv/e2e" \
-	--bind-ro="$work/tls:/srv/tls" \
-	>"$work/console.log" 2>&1 &
-nspawn=$!
-
-# The container's init is the child of systemd-nspawn named systemd.
-leader=
-i=0
-while [ -z "$leader" ] && [ $i -lt 100 ]; do
-	kill -0 "$nspawn" 2>/dev/null || {
-		cat "$work/console.log"
-		die "systemd-nspawn exited"
-	}
-	leader=$(ps -o pid=,comm= --ppid "$nspawn" | awk '$2 == "systemd" { print $1; exit }')
-	[ -n "$leader" ] || sleep 0.1
-	i=$((i + 1))
-done
-[ -n "$leader" ] || die "container init did not appear"
-
-state=
-i=0
-while [ $i -lt 300 ]; do
-	state=$(nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null || true)
-	case $state in running | degraded) break ;; esac
-	sleep 0.1
-	i=$((i + 1))
-done
-case $state in
-running) ;;
-degraded) nsenter -t "$leader" -a systemctl --failed --no-legend || true ;;
-*)
-	tail -20 "$work/console.log"
-	die "container did not boot (state: ${state:-none})"
-	;;
-esac
+	--bind-ro="$work/tls:/srv/tls"
+nspawn=$CT_PID
+ct_wait "$work" "$nspawn"
+leader=$CT_LEADER state=$CT_STATE
 say "container booted (pid $leader, state $state)"
 
 rc=0
@@ -154,9 +105,16 @@ if [ -n "${FIREHOSE_E2E_HOLD:-}" ]; then
 	say "holding the container for ${FIREHOSE_E2E_HOLD}s: nsenter -t $leader -a"
 	sleep "$FIREHOSE_E2E_HOLD"
 fi
-if [ $rc -eq 0 ]; then
+# Its memory and CPU go to the cluster's two containers.
+ct_stop "$nspawn"
+say "single container: $([ $rc -eq 0 ] && echo PASS || echo "FAIL (guest exit $rc)") ($(($(date +%s) - t0))s)"
+
+crc=0
+[ "${FIREHOSE_E2E_CLUSTER:-1}" = 0 ] || "$here/cluster.sh" "$rootfs" || crc=$?
+if [ $rc -eq 0 ] && [ $crc -eq 0 ]; then
 	say "PASS (total $(($(date +%s) - t0))s)"
 else
-	say "FAIL (guest exit $rc, total $(($(date +%s) - t0))s)"
+	say "FAIL (guest exit $rc, cluster exit $crc, total $(($(date +%s) - t0))s)"
+	rc=1
 fi
 exit $rc
