@@ -23,13 +23,8 @@ DEPS_APT := gcc libc6-dev git mosquitto mosquitto-clients python3-paho-mqtt curl
 NODE_DIR := .cache/node
 DEPS_NPM := playwright-core@1.65.1 mqtt@5.16.0
 
-# npm packages the tests use (MQTT.js, a client nobody here wrote), installed
-# into .cache/node where the tests look for them.
-NPM_DEPS := mqtt@5.16.0
-NODE_DIR := .cache/node
-
 .DEFAULT_GOAL := build
-.PHONY: build run deps test vet unit fuzz ci
+.PHONY: build run deps node-deps test vet unit fuzz ci
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/firehosectl ./cmd/firehosectl
@@ -45,6 +40,10 @@ deps:
 		echo "installing:" $$missing; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+	@$(MAKE) --no-print-directory node-deps
+
+# The npm packages of DEPS_NPM; npm runs only when an installed version differs.
+node-deps:
 	@if ! command -v npm >/dev/null; then echo "npm is missing: the browser tests will skip"; exit 0; fi; \
 	for p in $(DEPS_NPM); do \
 		name=$${p%@*}; want=$${p##*@}; \
