@@ -83,6 +83,9 @@ func render(path string) error {
 	if r.Cluster != nil {
 		writeClusterMarkdown(os.Stdout, r.Cluster.Summary, r.Cluster.Phases, r.Cluster.Repetitions)
 	}
+	if len(r.Summary) == 0 && r.Cluster != nil {
+		return nil // the cluster only: no chart
+	}
 	svg := strings.TrimSuffix(path, filepath.Ext(path)) + ".svg"
 	f, err := os.Create(svg)
 	if err != nil {
@@ -431,16 +434,20 @@ func run() error {
 	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	svgPath := filepath.Join(outDir, mode+".svg")
-	sf, err := os.Create(svgPath)
-	if err != nil {
-		return err
+	wrote := rel(root, jsonPath)
+	if len(scs) > 0 { // the chart is of (a); a cluster-only run has none
+		svgPath := filepath.Join(outDir, mode+".svg")
+		sf, err := os.Create(svgPath)
+		if err != nil {
+			return err
+		}
+		writeSVG(sf, rows, names, doc.chartTitle())
+		if err := sf.Close(); err != nil {
+			return err
+		}
+		wrote += " and " + rel(root, svgPath)
 	}
-	writeSVG(sf, rows, names, doc.chartTitle())
-	if err := sf.Close(); err != nil {
-		return err
-	}
-	fmt.Printf("\nWrote %s and %s in %.0f s.\n", rel(root, jsonPath), rel(root, svgPath), elapsed.Seconds())
+	fmt.Printf("\nWrote %s in %.0f s.\n", wrote, elapsed.Seconds())
 	if cluster != nil && len(cluster.Summary.Failed) > 0 {
 		return fmt.Errorf("the cluster lost, repeated or reordered messages, or a phase did not finish:\n  %s",
 			strings.Join(cluster.Summary.Failed, "\n  "))
