@@ -41,6 +41,6 @@ bench-build: bench-deps
 bench: bench-build
 	$(BENCH_BIN) $(BENCH_FLAGS)
 
-# Small sizes, about two and a half minutes; CI runs this one.
+# Small sizes, about two minutes; CI runs this one.
 bench-quick: bench-build
 	$(BENCH_BIN) -quick $(BENCH_FLAGS)
