@@ -2,7 +2,9 @@
 # by side. Included from the top Makefile. Needs Debian's mosquitto package
 # (it ships mosquitto and mosquitto_passwd), and for scenario (f) Node.js
 # with MQTT.js from npm, which make deps installs into the gitignored .cache/node.
-# Both bench targets only report: timings never fail a build.
+# Both bench targets only report: timings never fail a build. A message the
+# cluster scenarios (g, h: three appliances on loopback, issue #14) lose,
+# repeat or reorder does.
 
 BENCH_BIN   ?= bin/firehose-bench
 BENCH_FLAGS ?=

@@ -470,3 +470,159 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("%d burners left after stop", n)
 	}
 }
+
+// TestSubscriberCountsRepeats feeds one subscriber a stream with a repeat
+// and a late message: the repeat is a duplicate (not a delivery that makes
+// up for a lost one), the late one a reorder.
+func TestSubscriberCountsRepeats(t *testing.T) {
+	var stream []byte
+	for _, seq := range []uint64{0, 1, 2, 2, 4, 3, 5} {
+		p := make([]byte, payloadHeader)
+		binary.BigEndian.PutUint64(p, seq)
+		pkt, _ := publishPacket(benchTopic, p)
+		stream = append(stream, pkt...)
+	}
+	s := &subscriber{pr: newPacketReader(bytes.NewReader(stream), 4096), lat: make([]int64, 0, 6), seen: make([]uint64, 6/64+1)}
+	s.run()
+	if !s.warm.Load() || s.received.Load() != 6 || s.dups != 1 || s.reorders != 1 {
+		t.Errorf("warm %v, received %d, duplicates %d, reorders %d; want true, 6, 1, 1", s.warm.Load(), s.received.Load(), s.dups, s.reorders)
+	}
+}
+
+// TestClusterSummary checks the cluster's medians, ratios, the hop taken
+// within each repetition, and that a loss, a repeat or an unfinished phase
+// is listed as a failure (which makes the bench exit 1).
+func TestClusterSummary(t *testing.T) {
+	g := func(pl string, rep int, rate float64, cpu []float64) clusterPhase {
+		p := clusterPhase{Scenario: "g", Placement: pl, Rep: rep, Nodes: 3, DeliveriesPerSec: rate, Complete: true}
+		maxCPU := 0.0
+		for i, c := range cpu {
+			p.NodeStats = append(p.NodeStats, clusterNodeStat{Node: fmt.Sprintf("fh%d", i+1), CPUSeconds: c})
+			maxCPU = max(maxCPU, c)
+		}
+		p.CoreBoundPerSec = 1e6 / maxCPU
+		return p
+	}
+	h := func(rep int, near, far, one float64) []clusterPhase {
+		return []clusterPhase{
+			{Scenario: "h", Placement: "hop", Rep: rep, Groups: []clusterGroup{{Node: "fh1", LatencyP50Ms: near, LatencyP99Ms: 2 * near, LatencyMaxMs: 3 * near}, {Node: "fh3", LatencyP50Ms: far, LatencyP99Ms: 2 * far, LatencyMaxMs: 3 * far}}},
+			{Scenario: "h", Placement: "standalone", Rep: rep, Groups: []clusterGroup{{Node: "one", LatencyP50Ms: one, LatencyP99Ms: 2 * one, LatencyMaxMs: 3 * one}}},
+		}
+	}
+	phases := []clusterPhase{
+		g("node1", 1, 100, []float64{4, 1, 1}), g("spread", 1, 90, []float64{2, 2, 2}),
+		g("node1", 2, 120, []float64{5, 1, 1}), g("spread", 2, 80, []float64{2, 2, 1}),
+		g("node1", 3, 110, []float64{4, 1, 1}), g("spread", 3, 99, []float64{2.5, 2, 2}),
+	}
+	// Hops of 1, 2 and 10 ms: the median is 2, whatever the other medians.
+	phases = append(phases, h(1, 5, 6, 4)...)
+	phases = append(phases, h(2, 3, 5, 2)...)
+	phases = append(phases, h(3, 9, 19, 8)...)
+	s := summarizeCluster(3, phases)
+	if len(s.Failed) != 0 {
+		t.Errorf("failures in clean phases: %q", s.Failed)
+	}
+	if math.Abs(s.SpreadOverNode1-90.0/110) > 1e-9 {
+		t.Errorf("spread/node1 %v, want %v", s.SpreadOverNode1, 90.0/110)
+	}
+	if math.Abs(s.SpreadOverNode1CoreBound-(1e6/2)/(1e6/4)) > 1e-9 {
+		t.Errorf("core-bound ratio %v, want 2", s.SpreadOverNode1CoreBound)
+	}
+	if got := s.Fanout["node1"].NodeCPUSeconds; !slices.Equal(got, []float64{4, 1, 1}) {
+		t.Errorf("node1 CPU per node %v", got)
+	}
+	if hop := s.Hop["hop"]; hop == nil || hop.P50 != 2 || hop.P99 != 4 || hop.Runs != 3 {
+		t.Errorf("hop %+v, want p50 2, p99 4 over 3 runs", hop)
+	}
+	if c := s.Hop["cluster_over_standalone"]; c == nil || c.P50 != 1 {
+		t.Errorf("cluster over standalone %+v, want p50 1", c)
+	}
+	var md bytes.Buffer
+	writeClusterMarkdown(&md, s, phases, 3)
+	for _, want := range []string{"| **spread / all on fh1** | **0.82×** |", "**2.00×**", "| **hop: last node − fh1** | **2.00** | **4.00** | **6.00** |", "fh1 (the publisher's node)"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, md.String())
+		}
+	}
+
+	bad := []clusterPhase{
+		{Scenario: "g", Placement: "spread", Rep: 1, Drops: 3},
+		{Scenario: "g", Placement: "node1", Rep: 1, Duplicates: 1},
+		{Scenario: "h", Placement: "hop", Rep: 1, Reorders: 2},
+		{Scenario: "h", Placement: "standalone", Rep: 1, Groups: []clusterGroup{{Node: "one", SubscriberErrors: 1}}},
+		{Scenario: "g", Placement: "node1", Rep: 2, Error: "starting the cluster: no quorum"},
+	}
+	if f := summarizeCluster(3, bad).Failed; len(f) != len(bad) {
+		t.Errorf("want every bad phase listed, got %q", f)
+	}
+}
+
+// TestClusterRun runs tiny g and h phases in a real three-node cluster of
+// the firehosectl named by FIREHOSECTL: every message to every subscriber
+// once, per-node CPU read, the hop and the standalone baseline measured.
+func TestClusterRun(t *testing.T) {
+	bin := os.Getenv("FIREHOSECTL")
+	if bin == "" {
+		t.Skip("set FIREHOSECTL to a built firehosectl to run a cluster")
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	a, err := newAppliance(ctx, ".", bin, true, tmp, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.clusterPrecheck(ctx, tmp, 3); err != nil {
+		t.Fatal(err)
+	}
+	spec := clusterSpec{nodes: 3,
+		g: &scenario{Key: "g", Group: "g", Transport: "tcp", Subs: 7, Msgs: 30, Payload: 256},
+		h: &scenario{Key: "h", Group: "h", Transport: "tcp", Subs: 3, Msgs: 10, Rate: 50, Payload: 1024}}
+	o := runOpts{runTimeout: 60 * time.Second, stall: 2 * time.Second}
+	phases := runClusterRep(ctx, a, spec, 2, tmp, &dialer{perAddr: 1000}, o)
+	if len(phases) != 4 || phases[0].Placement != "spread" || phases[1].Placement != "node1" {
+		t.Fatalf("phases %+v: want spread, node1 (even repetition), hop, standalone", phases)
+	}
+	for _, p := range phases {
+		if f := p.failures(); f != "" || !p.Complete {
+			t.Fatalf("%s %s: %s (%+v)", p.Scenario, p.Placement, f, p)
+		}
+		if p.Scenario == "g" && (p.Delivered != 7*30 || p.DeliveriesPerSec <= 0 || len(p.NodeStats) != 3) {
+			t.Errorf("%s: %+v", p.Placement, p)
+		}
+		if p.Placement != "standalone" && p.StreamLeader == "" {
+			t.Errorf("%s: no stream leader read", p.Placement)
+		}
+		for _, ns := range p.NodeStats {
+			if ns.PeakRSSMiB <= 0 {
+				t.Errorf("%s %s: no peak RSS read", p.Placement, ns.Node)
+			}
+		}
+	}
+	if got := phases[0].counts(spec.g); !slices.Equal(got, []int{3, 2, 2}) {
+		t.Errorf("spread counts %v", got)
+	}
+	if hop := phases[2]; len(hop.Groups) != 2 || hop.Groups[0].Node != "fh1" || hop.Groups[1].Node != "fh3" ||
+		hop.Groups[0].LatencySamples != 30 || hop.Groups[1].LatencySamples != 30 {
+		t.Errorf("hop groups %+v", hop.Groups)
+	}
+	if one := phases[3]; len(one.Groups) != 1 || one.Groups[0].LatencySamples != 30 {
+		t.Errorf("standalone %+v", one.Groups)
+	}
+}
+
+func TestMachineJiffies(t *testing.T) {
+	b0, t0, err := machineJiffies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn a few ticks so that the machine's counters move.
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	b1, t1, err := machineJiffies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b0 == 0 || t0 < b0 || b1 < b0 || t1 <= t0 || t1-t0 < b1-b0 {
+		t.Errorf("busy %d→%d of total %d→%d", b0, b1, t0, t1)
+	}
+}

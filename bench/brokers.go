@@ -126,6 +126,19 @@ func freePort() (string, error) {
 // launch starts argv with output to a log file and waits for readiness.
 // env is added to the bench's own environment (tuning knobs such as GOGC).
 func launch(ctx context.Context, name, dir string, mqtt, ws string, env []string, argv ...string) (*instance, error) {
+	in, err := spawn(name, dir, mqtt, ws, env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.waitReady(ctx, time.Now().Add(20*time.Second)); err != nil {
+		in.stop()
+		return nil, err
+	}
+	return in, nil
+}
+
+// spawn starts argv with output to dir/name.log and returns at once.
+func spawn(name, dir string, mqtt, ws string, env []string, argv ...string) (*instance, error) {
 	logPath := filepath.Join(dir, name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -145,40 +158,42 @@ func launch(ctx context.Context, name, dir string, mqtt, ws string, env []string
 	}
 	in := &instance{name: name, cmd: cmd, mqtt: mqtt, ws: ws, log: logPath, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); lf.Close(); close(in.exited) }()
+	return in, nil
+}
 
-	deadline := time.Now().Add(20 * time.Second)
+// waitReady polls until the instance answers MQTT CONNECT (and its
+// websocket port accepts connections), it exits, or the deadline passes.
+func (in *instance) waitReady(ctx context.Context, deadline time.Time) error {
 	var last error
 	for {
 		select {
 		case <-in.exited:
-			return nil, fmt.Errorf("%s exited during startup: %s", name, in.logTail())
+			return fmt.Errorf("%s exited during startup: %s", in.name, in.logTail())
 		default:
 		}
-		if last = probe(ctx, mqtt); last == nil {
+		if last = probe(ctx, in.mqtt); last == nil {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			in.stop()
-			return nil, fmt.Errorf("%s not ready on %s: %v; log: %s", name, mqtt, last, in.logTail())
+			return fmt.Errorf("%s not ready on %s: %v; log: %s", in.name, in.mqtt, last, in.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if ws != "" {
+	if in.ws != "" {
 		// The websocket listener may come up after the plain one.
 		for {
-			c, err := net.DialTimeout("tcp", ws, time.Second)
+			c, err := net.DialTimeout("tcp", in.ws, time.Second)
 			if err == nil {
 				c.Close()
 				break
 			}
-			if time.Now().After(deadline) {
-				in.stop()
-				return nil, fmt.Errorf("%s websocket listener %s not ready: %v", name, ws, err)
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("%s websocket listener %s not ready: %v", in.name, in.ws, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return in, nil
+	return nil
 }
 
 // startRetry retries start a couple of times: a port picked by freePort can

@@ -140,9 +140,11 @@ type subscriber struct {
 	lastAt   atomic.Int64 // monoNow of the last measured delivery
 
 	// Owned by the reading goroutine; read only after it has exited.
-	lat      []int64 // ns, one per measured delivery, preallocated
+	lat      []int64  // ns, one per measured delivery, preallocated
+	seen     []uint64 // a bit per sequence number 1..expect: repeats are duplicates
 	lastSeq  uint64
-	reorders int64
+	reorders int64 // deliveries of a number below one already seen (not a repeat)
+	dups     int64 // deliveries of a number already delivered
 	err      error
 }
 
@@ -167,6 +169,7 @@ func connectSubscriber(ctx context.Context, d *dialer, addr, transport, clientID
 	s := &subscriber{idx: idx, c: c, pr: newPacketReader(c, 4096)}
 	if expect > 0 {
 		s.lat = make([]int64, 0, expect)
+		s.seen = make([]uint64, expect/64+1)
 	}
 	// The handshake is bounded; the reading loop afterwards is not, since idle
 	// subscribers must stay connected as long as the scenario needs.
@@ -216,10 +219,20 @@ func (s *subscriber) run() {
 			continue
 		}
 		s.lat = append(s.lat, now-int64(binary.BigEndian.Uint64(p[8:])))
-		if seq <= s.lastSeq {
+		if w := seq / 64; w < uint64(len(s.seen)) {
+			bit := uint64(1) << (seq % 64)
+			if s.seen[w]&bit != 0 {
+				s.dups++
+			} else {
+				s.seen[w] |= bit
+				if seq < s.lastSeq {
+					s.reorders++
+				}
+			}
+		} else if seq <= s.lastSeq {
 			s.reorders++
 		}
-		s.lastSeq = seq
+		s.lastSeq = max(s.lastSeq, seq)
 		s.received.Add(1)
 		s.lastAt.Store(now)
 	}

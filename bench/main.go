@@ -4,12 +4,16 @@
 // at a steady rate, memory per idle subscriber, the time a burst takes to
 // reach everyone, and the same for websocket subscribers running MQTT.js
 // (issues #7 and #13). The appliance can run with its journal on, off, or
-// both in one run (issue #12).
+// both in one run (issue #12). Scenarios g and h cluster three appliances
+// on loopback (issue #14): fan-out with the subscribers on one node against
+// spread over all, and the latency of the cluster hop.
 //
 // It starts both brokers itself, on 127.0.0.1 only, alternates them for each
 // scenario and repetition, and reports medians as a Markdown table on stdout,
 // JSON and an SVG chart in bench/results/. Every loop is bounded in count and
-// time. It reports; it never fails on a timing, so CI can run -quick.
+// time. It reports; it never fails on a timing, so CI can run -quick. It
+// does fail (exit 1, after writing its report) when the cluster lost,
+// repeated or reordered a message: its journal promises that never happens.
 //
 // Run it from the module root: make bench, make bench-quick, or
 // go run ./bench -h.
@@ -48,6 +52,15 @@ type report struct {
 	Scenarios   []scenario        `json:"scenarios"`
 	Summary     []summaryRow      `json:"summary"`
 	Runs        []runResult       `json:"runs"`
+	Cluster     *clusterReport    `json:"cluster,omitempty"`
+}
+
+// clusterReport is scenarios g and h: every phase, and the medians.
+type clusterReport struct {
+	Nodes       int             `json:"nodes"`
+	Repetitions int             `json:"repetitions"`
+	Summary     *clusterSummary `json:"summary"`
+	Phases      []clusterPhase  `json:"phases"`
 }
 
 func (r report) chartTitle() string {
@@ -65,7 +78,15 @@ func render(path string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	writeMarkdown(os.Stdout, r.Summary, r.Brokers, r.Runs, r.Repetitions)
+	if len(r.Summary) > 0 || r.Cluster == nil {
+		writeMarkdown(os.Stdout, r.Summary, r.Brokers, r.Runs, r.Repetitions)
+	}
+	if r.Cluster != nil {
+		writeClusterMarkdown(os.Stdout, r.Cluster.Summary, r.Cluster.Phases, r.Cluster.Repetitions)
+	}
+	if len(r.Summary) == 0 && r.Cluster != nil {
+		return nil // the cluster only: no chart
+	}
 	svg := strings.TrimSuffix(path, filepath.Ext(path)) + ".svg"
 	f, err := os.Create(svg)
 	if err != nil {
@@ -99,6 +120,10 @@ type config struct {
 	wsbQoS      int
 	payload     int
 	journal     string
+	clusterN    int // nodes of g and h
+	clusterSubs int // g: subscribers, all on node 1 or spread
+	hopSubs     int // h: subscribers on node 1 and on the last node, each
+	clusterReps int // g, h: repetitions, each in a fresh cluster; 0: -reps
 	runTimeout  time.Duration
 	stall       time.Duration
 	maxTime     time.Duration
@@ -122,7 +147,7 @@ func run() error {
 	flag.BoolVar(&c.quick, "quick", false, "small sizes, under two minutes (CI); explicit flags still win")
 	flag.IntVar(&c.reps, "reps", 3, "repetitions of every scenario on every broker")
 	flag.StringVar(&c.brokers, "brokers", "appliance,mosquitto", "brokers to compare, comma-separated")
-	flag.StringVar(&c.scenarios, "scenarios", "a,b,c,d,e,f", "scenarios to run: a fan-out, b steady rate (exact latency, CPU per delivery), c idle memory, d websocket fan-out, e burst, f websocket burst to MQTT.js")
+	flag.StringVar(&c.scenarios, "scenarios", "a,b,c,d,e,f,g,h", "scenarios to run: a fan-out, b steady rate (exact latency, CPU per delivery), c idle memory, d websocket fan-out, e burst, f websocket burst to MQTT.js, g cluster fan-out (subscribers on one node, then spread), h cluster hop latency")
 	flag.StringVar(&c.subs, "subs", "100,1000,10000", "subscriber counts for scenario a")
 	flag.IntVar(&c.msgsA, "deliveries", 500000, "deliveries per fan-out run (a, d): messages = deliveries / subscribers, at least 20")
 	flag.Float64Var(&c.steadyRate, "steady-rate", 20, "scenario b: messages per second")
@@ -141,6 +166,10 @@ func run() error {
 	flag.IntVar(&c.wsbSize, "ws-burst-payload", 4096, "scenario f: bytes per JSON event")
 	flag.IntVar(&c.wsbQoS, "ws-burst-qos", 1, "scenario f: QoS of the publish and of the subscriptions (0 or 1; brokers may grant less)")
 	flag.IntVar(&c.payload, "payload", 1024, "payload bytes of a, d and e (at least 16: sequence and timestamp)")
+	flag.IntVar(&c.clusterN, "cluster", 3, "g, h: appliances in the cluster (2 to 5), clustered on loopback through their embedded nats-servers")
+	flag.IntVar(&c.clusterSubs, "cluster-subs", 3000, "g: subscribers, all on node 1, then spread over the nodes; messages = -deliveries / this")
+	flag.IntVar(&c.clusterReps, "cluster-reps", 0, "g, h: repetitions, each in a fresh cluster (forming one takes ~10 s here); 0: as -reps")
+	flag.IntVar(&c.hopSubs, "hop-subs", 500, "h: subscribers on node 1 and as many on the last node; rate, messages and payload of -steady-*")
 	flag.StringVar(&c.journal, "journal", "", "appliance journal: on, off or both (two appliances); unset writes no [journal] section")
 	flag.DurationVar(&c.runTimeout, "run-timeout", 120*time.Second, "bound on one run, broker start to stop")
 	flag.DurationVar(&c.stall, "stall", 3*time.Second, "end a run when no delivery arrived for this long after the last publish")
@@ -163,6 +192,9 @@ func run() error {
 	}
 	if c.wsbQoS != 0 && c.wsbQoS != 1 {
 		return errors.New("-ws-burst-qos must be 0 or 1")
+	}
+	if c.clusterN < 2 || c.clusterN > 5 {
+		return errors.New("-cluster must be 2 to 5 (the journal's replicas)")
 	}
 	if _, _, _, err := jsonPayload(c.wsbSize); err != nil {
 		return fmt.Errorf("-ws-burst-payload: %w", err)
@@ -189,12 +221,25 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	scs, err := buildScenarios(c)
+	allScs, err := buildScenarios(c)
 	if err != nil {
 		return err
 	}
+	// g and h run in a cluster of their own, after the others.
+	spec := clusterSpec{nodes: c.clusterN}
+	var scs []scenario
 	maxSubs := 0
-	for _, sc := range scs {
+	for _, sc := range allScs {
+		switch sc.Group {
+		case "g":
+			spec.g = &sc
+		case "h":
+			spec.h = &sc
+			maxSubs = max(maxSubs, 2*sc.Subs)
+			continue
+		default:
+			scs = append(scs, sc)
+		}
 		maxSubs = max(maxSubs, sc.Subs)
 	}
 	// Subscribers + publisher + probes + broker's own files, with headroom.
@@ -217,14 +262,29 @@ func run() error {
 		skipped = append(skipped, fmt.Sprintf("%s: %v", what, err))
 		fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", what, err)
 	}
+	var env []string
+	if c.applEnv != "" {
+		env = strings.Split(c.applEnv, ",")
+	}
+	var (
+		applBin    string
+		applBinErr error
+		applBuilt  bool
+	)
+	applianceBin := func() (string, error) {
+		if !applBuilt {
+			applBin, applBinErr = buildAppliance(ctx, root, c.applianceBn, tmp)
+			applBuilt = true
+		}
+		return applBin, applBinErr
+	}
 	for _, name := range strings.Split(c.brokers, ",") {
 		switch strings.TrimSpace(name) {
 		case "appliance":
-			var env []string
-			if c.applEnv != "" {
-				env = strings.Split(c.applEnv, ",")
+			if len(scs) == 0 {
+				continue // only g and h: they start their own appliances
 			}
-			bin, err := buildAppliance(ctx, root, c.applianceBn, tmp)
+			bin, err := applianceBin()
 			if err != nil {
 				skip(name, err)
 				continue
@@ -238,6 +298,9 @@ func run() error {
 				brokers = append(brokers, a)
 			}
 		case "mosquitto":
+			if len(scs) == 0 {
+				continue
+			}
 			m, err := newMosquitto(c.mosquitto)
 			if err != nil {
 				skip(name, err)
@@ -255,7 +318,24 @@ func run() error {
 			scs = slices.DeleteFunc(scs, func(sc scenario) bool { return sc.Client == "mqttjs" })
 		}
 	}
-	if len(brokers) == 0 {
+	var clusterAppl *appliance
+	if spec.g != nil || spec.h != nil {
+		err := func() error {
+			bin, err := applianceBin()
+			if err != nil {
+				return err
+			}
+			if clusterAppl, err = newAppliance(ctx, root, bin, c.applianceBn != "", tmp, env, ""); err != nil {
+				return err
+			}
+			return clusterAppl.clusterPrecheck(ctx, tmp, c.clusterN)
+		}()
+		if err != nil {
+			skip("cluster scenarios g, h", err)
+			clusterAppl = nil
+		}
+	}
+	if len(brokers) == 0 && (len(scs) > 0 || clusterAppl == nil) {
 		return errors.New("no broker to measure")
 	}
 	var names []string
@@ -291,6 +371,18 @@ func run() error {
 			}
 		}
 	}
+	var cluster *clusterReport
+	if clusterAppl != nil {
+		reps := c.clusterReps
+		if reps <= 0 {
+			reps = c.reps
+		}
+		cluster = &clusterReport{Nodes: c.clusterN, Repetitions: reps}
+		for rep := 1; rep <= reps && ctx.Err() == nil; rep++ {
+			cluster.Phases = append(cluster.Phases, runClusterRep(ctx, clusterAppl, spec, rep, tmp, d, o)...)
+		}
+		cluster.Summary = summarizeCluster(c.clusterN, cluster.Phases)
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintf(os.Stderr, "bench: stopped early: %v\n", context.Cause(ctx))
 	}
@@ -308,14 +400,22 @@ func run() error {
 	for _, b := range brokers {
 		fmt.Printf("- %s: %s\n", b.Name(), b.Version())
 	}
+	if clusterAppl != nil {
+		fmt.Printf("- cluster (g, h): %d × %s\n", c.clusterN, clusterAppl.Version())
+	}
 	if mjs != nil {
 		fmt.Printf("- scenario f subscribers: %s\n", mjs.version)
 	}
 	for _, s := range skipped {
 		fmt.Printf("- skipped %s\n", s)
 	}
-	fmt.Println()
-	writeMarkdown(os.Stdout, rows, names, runs, c.reps)
+	if len(scs) > 0 {
+		fmt.Println()
+		writeMarkdown(os.Stdout, rows, names, runs, c.reps)
+	}
+	if cluster != nil {
+		writeClusterMarkdown(os.Stdout, cluster.Summary, cluster.Phases, cluster.Repetitions)
+	}
 
 	outDir := c.out
 	if !filepath.IsAbs(outDir) {
@@ -331,10 +431,14 @@ func run() error {
 	if mjs != nil {
 		versions["mqttjs"] = mjs.version
 	}
+	if clusterAppl != nil {
+		versions["cluster"] = fmt.Sprintf("%d × %s", c.clusterN, clusterAppl.Version())
+	}
 	doc := report{
 		Mode: mode, Started: started.UTC().Format(time.RFC3339), Seconds: elapsed.Seconds(),
 		CPUs: runtime.NumCPU(), Go: runtime.Version(), Repetitions: c.reps, Payload: c.payload, Load: c.load,
-		Brokers: names, Versions: versions, Skipped: skipped, Scenarios: scs, Summary: rows, Runs: runs,
+		Brokers: names, Versions: versions, Skipped: skipped, Scenarios: allScs, Summary: rows, Runs: runs,
+		Cluster: cluster,
 	}
 	js, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -344,16 +448,24 @@ func run() error {
 	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	svgPath := filepath.Join(outDir, mode+".svg")
-	sf, err := os.Create(svgPath)
-	if err != nil {
-		return err
+	wrote := rel(root, jsonPath)
+	if len(scs) > 0 { // the chart is of (a); a cluster-only run has none
+		svgPath := filepath.Join(outDir, mode+".svg")
+		sf, err := os.Create(svgPath)
+		if err != nil {
+			return err
+		}
+		writeSVG(sf, rows, names, doc.chartTitle())
+		if err := sf.Close(); err != nil {
+			return err
+		}
+		wrote += " and " + rel(root, svgPath)
 	}
-	writeSVG(sf, rows, names, doc.chartTitle())
-	if err := sf.Close(); err != nil {
-		return err
+	fmt.Printf("\nWrote %s in %.0f s.\n", wrote, elapsed.Seconds())
+	if cluster != nil && len(cluster.Summary.Failed) > 0 {
+		return fmt.Errorf("the cluster lost, repeated or reordered messages, or a phase did not finish:\n  %s",
+			strings.Join(cluster.Summary.Failed, "\n  "))
 	}
-	fmt.Printf("\nWrote %s and %s in %.0f s.\n", rel(root, jsonPath), rel(root, svgPath), elapsed.Seconds())
 	return nil
 }
 
@@ -380,7 +492,10 @@ func quickDefaults(c *config) {
 	def("burst", func() { c.burst = 20 })
 	def("burst-subs", func() { c.burstSubs = 5000 })
 	def("run-timeout", func() { c.runTimeout = 30 * time.Second })
-	def("max-time", func() { c.maxTime = 3 * time.Minute })
+	def("cluster-subs", func() { c.clusterSubs = 300 })
+	def("hop-subs", func() { c.hopSubs = 100 })
+	def("cluster-reps", func() { c.clusterReps = 1 })
+	def("max-time", func() { c.maxTime = 4 * time.Minute })
 }
 
 func buildScenarios(c config) ([]scenario, error) {
@@ -420,6 +535,21 @@ func buildScenarios(c config) ([]scenario, error) {
 	if want["f"] {
 		out = append(out, scenario{Key: "f", Group: "f", Title: fmt.Sprintf("websocket burst of %d × %d B JSON to MQTT.js, QoS %d", c.wsbMsgs, c.wsbSize, c.wsbQoS),
 			Transport: "ws", Client: "mqttjs", Subs: c.wsbSubs, Msgs: c.wsbMsgs, Payload: c.wsbSize, JSON: true, QoS: byte(c.wsbQoS)})
+	}
+	if want["g"] {
+		if c.clusterSubs < c.clusterN {
+			return nil, fmt.Errorf("-cluster-subs %d: at least one per node", c.clusterSubs)
+		}
+		out = append(out, scenario{Key: "g", Group: "g", Title: fmt.Sprintf("cluster of %d: fan-out to %d subscribers on node 1, then spread over the nodes", c.clusterN, c.clusterSubs),
+			Transport: "tcp", Subs: c.clusterSubs, Msgs: msgs(c.clusterSubs), Payload: c.payload})
+	}
+	if want["h"] {
+		n := c.steadyMsgs
+		if c.steadyFor > 0 {
+			n = int(c.steadyRate * c.steadyFor.Seconds())
+		}
+		out = append(out, scenario{Key: "h", Group: "h", Title: fmt.Sprintf("cluster of %d: steady %g msg/s × %d B to %d subscribers on node 1 and %d on node %d, the hop", c.clusterN, c.steadyRate, c.steadySize, c.hopSubs, c.hopSubs, c.clusterN),
+			Transport: "tcp", Subs: c.hopSubs, Msgs: max(1, n), Rate: c.steadyRate, Payload: c.steadySize})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("-scenarios %q selects nothing", c.scenarios)

@@ -77,6 +77,34 @@ func memKiB(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// machineJiffies returns the whole machine's busy and total CPU time from
+// the first line of /proc/stat, in clock ticks: what every process used,
+// the bench's, the brokers' and anyone else's on a shared machine.
+func machineJiffies() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal (guest time is
+	// already counted in user and nice).
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %v", err)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
 // selfCPUSeconds is the bench's own CPU time: when it is as high as the
 // broker's, the load generator, not the broker, may be the bottleneck.
 func selfCPUSeconds() float64 {
