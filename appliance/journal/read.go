@@ -101,6 +101,25 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 	} else {
 		cfg.FilterSubjects = filters
 	}
+	// In a cluster, the read consumer is placed on any replica of the
+	// stream, which may be behind its leader (a node just restarted, still
+	// catching up): what the leader holds now is how far the read must go.
+	var last uint64
+	if j.cl != nil {
+		err := j.transient(ctx, func() error {
+			s, err := j.js().Stream(ctx, stream)
+			if err == nil {
+				last = s.CachedInfo().State.LastSeq
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("journal: reading: %w", err)
+		}
+		if last == 0 || policy == jetstream.DeliverByStartSequencePolicy && seq > last {
+			return nil // nothing journaled there yet
+		}
+	}
 	var cons jetstream.Consumer
 	err := j.transient(ctx, func() (err error) {
 		cons, err = j.js().CreateConsumer(ctx, stream, cfg)
@@ -116,7 +135,7 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 		_ = j.js().DeleteConsumer(dctx, stream, info.Name)
 	}()
 	if j.cl != nil {
-		return fetchClustered(ctx, cons, limit, fn)
+		return fetchClustered(ctx, cons, last, limit, fn)
 	}
 	pending := int(info.NumPending)
 	if limit > 0 && pending > limit {
@@ -137,13 +156,36 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 }
 
 // fetchClustered reads like fetch in a cluster, where a new consumer's
-// count of pending messages may still be 0 when it is created: it reads
-// until a message says nothing more is pending, or a wait of a second
-// brings nothing (a filter nothing matches costs that wait). A pull made
-// just after the consumer was created may be turned away at once; it is
-// made again.
-func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn func(jetstream.Msg) error) error {
+// count of pending messages may still be 0 when it is created, and where
+// the consumer may be on a replica that lags the stream's leader: it reads
+// until it has seen the stream up to last (the leader's last sequence when
+// the read began), or the consumer has nothing pending and has looked at
+// the stream up to last (Delivered.Stream: a filtered consumer moves past
+// what does not match), or a wait of a second brings nothing on a replica
+// that is not behind (a filter nothing matches costs that wait). A replica
+// that stays behind for replicaCatchUp makes the read fail rather than
+// return a journal cut short. A pull made just after the consumer was
+// created may be turned away at once; it is made again.
+func fetchClustered(ctx context.Context, cons jetstream.Consumer, last uint64, limit int, fn func(jetstream.Msg) error) error {
 	read, early := 0, 0
+	var behindSince time.Time
+	// done reports whether the consumer has looked at the stream up to
+	// last; a replica that is behind is waited for, up to replicaCatchUp.
+	done := func() (bool, error) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, fmt.Errorf("journal: reading: %w", err)
+		}
+		if info.NumPending == 0 && info.Delivered.Stream >= last {
+			return true, nil
+		}
+		if behindSince.IsZero() {
+			behindSince = time.Now()
+		} else if time.Since(behindSince) > replicaCatchUp {
+			return false, fmt.Errorf("journal: reading: the replica serving this read has the stream up to %d, its leader had %d; still behind after %s", info.Delivered.Stream, last, replicaCatchUp)
+		}
+		return false, nil
+	}
 	for limit == 0 || read < limit {
 		size := 256
 		if limit > 0 {
@@ -170,8 +212,17 @@ func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn 
 			if err := fn(m); err != nil {
 				return err
 			}
-			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if meta.Sequence.Stream >= last || limit > 0 && read >= limit {
 				return nil // the pull ends with the consumer, deleted by fetch
+			}
+			if meta.NumPending == 0 {
+				if ok, err := done(); ok || err != nil {
+					return err
+				}
 			}
 		}
 		berr := batch.Error()
@@ -185,14 +236,21 @@ func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn 
 		}
 		if n == 0 {
 			if time.Since(began) > 900*time.Millisecond || early >= 50 {
-				return nil
+				if ok, err := done(); ok || err != nil {
+					return err
+				}
+			} else {
+				early++
 			}
-			early++
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil
 }
+
+// replicaCatchUp is how long a read waits for a replica that is behind
+// the stream's leader to catch up.
+const replicaCatchUp = 30 * time.Second
 
 func fetchBatch(ctx context.Context, cons jetstream.Consumer, size int, fn func(jetstream.Msg) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
