@@ -349,7 +349,7 @@ func (j *Journal) appendClustered(m *nats.Msg, id string) (uint64, error) {
 			return ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && !inProcess(err) {
 			// The stream answered and said no (a limit): not a quorum matter.
 			j.refused()
 			return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
