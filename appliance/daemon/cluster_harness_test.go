@@ -55,8 +55,13 @@ func startClusterWindow(t *testing.T, n int, extra string, window time.Duration)
 func (c *cluster) startAll() *cluster {
 	c.t.Helper()
 	n := len(c.routes)
-	for range n {
-		c.states = append(c.states, filepath.Join(c.t.TempDir(), "state"))
+	for len(c.states) < n {
+		c.states = append(c.states, "")
+	}
+	for i := range c.states {
+		if c.states[i] == "" { // a test may have chosen where some go
+			c.states[i] = filepath.Join(c.t.TempDir(), "state")
+		}
 	}
 	for i := range n {
 		c.nodes = append(c.nodes, c.start(i))

@@ -43,8 +43,7 @@ func (j *Journal) Append(t string, payload []byte, retain bool, qos byte) (uint6
 	if j.cl != nil {
 		m, err := j.message(t, payload, retain, qos)
 		if err != nil {
-			j.refused()
-			return 0, err
+			return 0, j.refuse(err)
 		}
 		return j.appendClustered(m, j.nextMsgID())
 	}
