@@ -14,7 +14,7 @@ func printJournal(w io.Writer, j *apitype.JournalStatus, clustered bool) {
 	state := "writing"
 	switch {
 	case !j.Writing && clustered:
-		state = "NOT WRITING (no quorum: publishes are refused)"
+		state = "NOT WRITING (publishes here are refused: see last error)"
 	case !j.Writing:
 		state = "NOT WRITING (messages go out live only)"
 	}

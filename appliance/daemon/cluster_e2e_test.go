@@ -38,6 +38,32 @@ func (s *sub) quiet(marker string) {
 	}
 }
 
+// firstDifference says where got, a prefix of want with some messages
+// missing, first departs from want and how many of want it lacks: a
+// subscriber that skipped messages and one still waiting look alike by
+// count.
+func firstDifference(got, want []string) string {
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	if i == len(got) {
+		return fmt.Sprintf("all %d received are the journal's first %d, in order (nothing skipped; the rest not yet delivered)", len(got), len(got))
+	}
+	have := map[string]bool{}
+	for _, m := range got {
+		have[m] = true
+	}
+	var missing []string
+	for _, m := range want[:min(len(want), len(got)+64)] {
+		if !have[m] {
+			missing = append(missing, m)
+		}
+	}
+	return fmt.Sprintf("message %d is %q, the journal's is %q; missing among the first %d: %d %v",
+		i, got[i], want[i], min(len(want), len(got)+64), len(missing), missing[:min(len(missing), 40)])
+}
+
 func equalStrings(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -318,8 +344,8 @@ func TestClusterKillNode(t *testing.T) {
 		case <-time.After(20 * time.Second):
 		}
 		st := n3.status()
-		t.Fatalf("node 3 subscriber: %d of %d messages (connection lost %d times, node 3 dropped %d, fan-out lag %d); the last: %v",
-			len(got), len(journal), s3.lost.Load(), st.Messages.DroppedTotal, st.Cluster.ConsumerLag, got[max(0, len(got)-3):])
+		t.Fatalf("node 3 subscriber: %d of %d messages (connection lost %d times, node 3 dropped %d, fan-out lag %d); %s; the last: %v",
+			len(got), len(journal), s3.lost.Load(), st.Messages.DroppedTotal, st.Cluster.ConsumerLag, firstDifference(got, journal), got[max(0, len(got)-3):])
 	}
 	if !equalStrings(got, journal) {
 		for i := range got {

@@ -20,6 +20,7 @@ type cluster struct {
 	extra  string   // TOML every node gets
 	states []string
 	window time.Duration // the stream's dedupe window; 0: the default
+	netns  []string      // when set, node i runs in network namespace netns[i]
 }
 
 // freePort returns a loopback port nobody listens on now.
@@ -45,7 +46,22 @@ func startClusterWindow(t *testing.T, n int, extra string, window time.Duration)
 	c := &cluster{t: t, extra: extra, window: window}
 	for range n {
 		c.routes = append(c.routes, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		c.states = append(c.states, filepath.Join(t.TempDir(), "state"))
+	}
+	return c.startAll()
+}
+
+// startAll starts the nodes of c, whose routes (and network namespaces, if
+// any) are set, and waits until every one reports a quorum.
+func (c *cluster) startAll() *cluster {
+	c.t.Helper()
+	n := len(c.routes)
+	for len(c.states) < n {
+		c.states = append(c.states, "")
+	}
+	for i := range c.states {
+		if c.states[i] == "" { // a test may have chosen where some go
+			c.states[i] = filepath.Join(c.t.TempDir(), "state")
+		}
 	}
 	for i := range n {
 		c.nodes = append(c.nodes, c.start(i))
@@ -67,7 +83,11 @@ func (c *cluster) clusterTOML(i int) string {
 // start starts node i (again, after a stop or a kill) on its state dir.
 func (c *cluster) start(i int) *daemon {
 	c.t.Helper()
-	d := startDaemon(c.t, daemonOpts{stateDir: c.states[i], extra: c.extra + "\n" + c.clusterTOML(i)})
+	o := daemonOpts{stateDir: c.states[i], extra: c.extra + "\n" + c.clusterTOML(i)}
+	if c.netns != nil {
+		o.netns = c.netns[i]
+	}
+	d := startDaemon(c.t, o)
 	if i < len(c.nodes) {
 		c.nodes[i] = d
 	}

@@ -115,6 +115,10 @@ type clusterState struct {
 	refused   int64
 	info      *jetstream.StreamInfo // the latest probe's answer
 	started   bool                  // the streams exist and fan-out runs
+	// lowDisk is why this node refuses its publishers for its disk (the
+	// journal's reserve), "" while it has room; the probe clears it.
+	lowDisk      string
+	lowDiskSince time.Time
 }
 
 func (s *clusterState) ok(info *jetstream.StreamInfo) {
@@ -142,8 +146,14 @@ var ErrNoQuorum = errors.New("the cluster's journal stream has no quorum")
 // RefusalReason is the reason string a publisher's negative
 // acknowledgement carries for a message the journal did not take.
 func RefusalReason(err error) string {
-	if errors.Is(err, ErrNoQuorum) {
+	var r refusal
+	switch {
+	case errors.Is(err, ErrNoQuorum):
 		return "not journaled: the cluster has no quorum; nothing was delivered, publish again later"
+	case errors.As(err, &r) && errors.Is(err, errNoSpace):
+		return "not journaled: this node's disk is nearly full; nothing was delivered, publish again later or through another node"
+	case errors.As(err, &r):
+		return "not journaled: the journal refused this message; nothing was delivered"
 	}
 	return "the journal could not keep this message; it went out live only"
 }
@@ -333,12 +343,16 @@ func (j *Journal) appendClustered(m *nats.Msg, id string) (uint64, error) {
 	// An election is not an outage: refuse at once only when writes have
 	// failed for longer than one could take.
 	if !quorum && (since.IsZero() || time.Since(since) > clusterRetryFor) {
-		j.refused()
-		return 0, fmt.Errorf("%w: %w (%s)", ErrNotJournaled, ErrNoQuorum, reason)
+		return 0, j.refuse(fmt.Errorf("%w: %w (%s)", ErrNotJournaled, ErrNoQuorum, reason))
 	}
 	if err := j.space.check(j.dir, j.reserve, len(m.Data)+len(m.Subject)+256); err != nil {
-		j.refused()
-		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+		j.cl.mu.Lock()
+		if j.cl.lowDisk == "" {
+			j.cl.lowDiskSince = time.Now()
+		}
+		j.cl.lowDisk = err.Error()
+		j.cl.mu.Unlock()
+		return 0, j.refuse(fmt.Errorf("%w: %w", ErrNotJournaled, err))
 	}
 	deadline := time.Now().Add(clusterRetryFor)
 	for {
@@ -349,15 +363,13 @@ func (j *Journal) appendClustered(m *nats.Msg, id string) (uint64, error) {
 			return ack.Sequence, nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && !inProcess(err) {
 			// The stream answered and said no (a limit): not a quorum matter.
-			j.refused()
-			return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+			return 0, j.refuse(fmt.Errorf("%w: %w", ErrNotJournaled, err))
 		}
 		if time.Now().After(deadline) {
 			j.cl.down(err)
-			j.refused()
-			return 0, fmt.Errorf("%w: %w (%v)", ErrNotJournaled, ErrNoQuorum, err)
+			return 0, j.refuse(fmt.Errorf("%w: %w (%v)", ErrNotJournaled, ErrNoQuorum, err))
 		}
 		time.Sleep(clusterRetryGap)
 	}
@@ -377,8 +389,7 @@ func (j *Journal) AppendFrom(client string, packetID uint16, t string, payload [
 	}
 	m, err := j.message(t, payload, retain, qos)
 	if err != nil {
-		j.refused()
-		return 0, err
+		return 0, j.refuse(err)
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%d\x00%s\x00", client, packetID, t)
@@ -386,15 +397,31 @@ func (j *Journal) AppendFrom(client string, packetID uint16, t string, payload [
 	return j.appendClustered(m, "mqtt-"+hex.EncodeToString(h.Sum(nil)[:16]))
 }
 
-func (j *Journal) refused() {
+// refusal is a write a clustered journal refused: the message was
+// delivered nowhere (DeliverLive does nothing in a cluster).
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
+
+// refuse counts a refused write and marks its error as a refusal.
+func (j *Journal) refuse(err error) error {
 	j.cl.mu.Lock()
 	j.cl.refused++
 	j.cl.mu.Unlock()
+	return refusal{err}
 }
 
 // probe asks the stream leader for the stream's state: an answer with a
 // leader ends fast refusal. The answer is kept for status.
 func (j *Journal) probe() {
+	j.cl.mu.Lock()
+	low := j.cl.lowDisk != ""
+	j.cl.mu.Unlock()
+	if free, err := diskFree(j.dir); low && err == nil && free > j.reserve {
+		j.cl.mu.Lock()
+		j.cl.lowDisk = ""
+		j.cl.mu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s, err := j.js().Stream(ctx, StreamName)
@@ -639,7 +666,11 @@ func (j *Journal) clusterProblems() []string {
 	var out []string
 	j.cl.mu.Lock()
 	quorum, since, lastErr, started := j.cl.quorum, j.cl.lostSince, j.cl.lastErr, j.cl.started
+	lowDisk, lowSince := j.cl.lowDisk, j.cl.lowDiskSince
 	j.cl.mu.Unlock()
+	if lowDisk != "" {
+		out = append(out, fmt.Sprintf("journal: this node refuses its publishers since %s (%s): nothing they send here is journaled or delivered; the other nodes go on, and this node still fans out what they journal", lowSince.UTC().Format(time.RFC3339), lowDisk))
+	}
 	if !quorum {
 		what := "since " + since.UTC().Format(time.RFC3339)
 		if !started {

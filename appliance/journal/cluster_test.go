@@ -22,12 +22,21 @@ func freeRoute(t *testing.T) string {
 // openCluster opens n clustered journals on loopback routes.
 func openCluster(t *testing.T, n int) ([]*Journal, []*sink) {
 	t.Helper()
+	js, sinks, _ := openClusterWith(t, n, nil)
+	return js, sinks
+}
+
+// openClusterWith is openCluster with a hook run on each journal before
+// it starts; it also returns each node's config, to open it again.
+func openClusterWith(t *testing.T, n int, before func(i int, j *Journal)) ([]*Journal, []*sink, []Config) {
+	t.Helper()
 	var routes []string
 	for range n {
 		routes = append(routes, freeRoute(t))
 	}
 	var js []*Journal
 	var sinks []*sink
+	var cfgs []Config
 	for i := range n {
 		cfg := testConfig(t.TempDir())
 		cl := &ClusterConfig{Name: fmt.Sprintf("n%d", i+1), Listen: routes[i], Replicas: n, DedupeWindow: 2 * time.Minute}
@@ -37,17 +46,26 @@ func openCluster(t *testing.T, n int) ([]*Journal, []*sink) {
 			}
 		}
 		cfg.Cluster = cl
-		j, s := open(t, cfg)
-		js, sinks = append(js, j), append(sinks, s)
+		var hook func(*Journal)
+		if before != nil {
+			hook = func(j *Journal) { before(i, j) }
+		}
+		j, s := openWith(t, cfg, hook)
+		js, sinks, cfgs = append(js, j), append(sinks, s), append(cfgs, cfg)
 	}
 	for _, j := range js {
-		waitFor(t, "quorum on "+j.node, func() bool {
-			j.cl.mu.Lock()
-			defer j.cl.mu.Unlock()
-			return j.cl.quorum && j.cl.started
-		})
+		waitQuorum(t, j)
 	}
-	return js, sinks
+	return js, sinks, cfgs
+}
+
+func waitQuorum(t *testing.T, j *Journal) {
+	t.Helper()
+	waitFor(t, "quorum on "+j.node, func() bool {
+		j.cl.mu.Lock()
+		defer j.cl.mu.Unlock()
+		return j.cl.quorum && j.cl.started
+	})
 }
 
 // TestClusterHistoryEveryNode: what one node writes, every node reads

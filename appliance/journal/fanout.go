@@ -70,26 +70,51 @@ func (j *Journal) startFanOut(fanCtx context.Context) error {
 
 // fanConsumer starts an ordered consumer on c from the message after the
 // last one delivered. An ordered consumer recreates itself after a missed
-// heartbeat, from the last sequence it saw.
+// heartbeat, a gap or a deleted consumer, from the last sequence it
+// delivered, under the next name of its series (prefix_1, prefix_2, ...).
 func (j *Journal) fanConsumer(ctx context.Context, c *conn) (jetstream.MessagesContext, error) {
+	from := j.lastSeen.Load() + 1
+	// A series of names of its own per process and per consumer: a
+	// consumer of a node that crashed lives on in the cluster for a while
+	// (InactiveThreshold, 5 min) under its old name, and so may one this
+	// process replaced (its deletion fails while the cluster cannot
+	// answer). Reusing a name then is refused ("start sequence can not be
+	// updated") until the old one expires: fan-out would stop for minutes.
+	prefix := fmt.Sprintf("fanout-%s-%d", j.msgIDPrefix[:len(j.msgIDPrefix)-1], j.fanGen.Add(1))
 	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   j.lastSeen.Load() + 1,
-		// A name of its own per process: a consumer of a node that crashed
-		// lives on in the cluster for a while under its old name.
-		NamePrefix: "fanout-" + j.msgIDPrefix[:len(j.msgIDPrefix)-1],
+		OptStartSeq:   from,
+		NamePrefix:    prefix,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, 4*MaxPayload))
 	if err != nil {
+		j.deleteFanConsumer(c, cons)
 		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
 	}
+	j.log.Info("journal fan-out: consumer starts", "from_seq", from, "consumer", prefix)
 	j.fanMu.Lock()
-	j.fanIt = it
+	j.fanIt, j.fanCons = it, cons
 	j.fanMu.Unlock()
 	return it, nil
+}
+
+// deleteFanConsumer deletes, in the background, the server's consumer
+// under an ordered consumer that is being replaced, so that it does not
+// linger until it expires. It may fail (the cluster cannot answer, the
+// server is gone): the consumer then expires on its own.
+func (j *Journal) deleteFanConsumer(c *conn, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || c.nc.IsClosed() {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.js.DeleteConsumer(ctx, StreamName, info.Name)
+	}()
 }
 
 func (j *Journal) stopFanIterator() {
@@ -108,6 +133,7 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 	for {
 		c := j.conn.Load()
 		var failingSince time.Time
+		consumer := ""
 		for it != nil {
 			m, err := it.Next()
 			if err != nil {
@@ -122,7 +148,14 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 				// dropped), is replaced below: the consumer must never stop
 				// for good while the daemon runs.
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.nc.IsClosed() || time.Since(failingSince) > fanRestartAfter {
+					j.log.Warn("journal fan-out: replacing the consumer", "error", err, "last_seq", j.lastSeen.Load())
 					it.Stop()
+					j.fanMu.Lock()
+					if j.fanCons != nil {
+						j.deleteFanConsumer(c, j.fanCons)
+						j.fanCons = nil
+					}
+					j.fanMu.Unlock()
 					it = nil
 					break
 				}
@@ -131,9 +164,20 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 				continue
 			}
 			failingSince = time.Time{}
-			msg, ok := decode(m)
+			msg, meta, ok := decodeMeta(m)
 			if !ok {
 				continue
+			}
+			// The ordered consumer restarts itself under a new name; say
+			// where it went on from, and whether anything was skipped.
+			if meta.Consumer != consumer {
+				if consumer != "" {
+					j.log.Info("journal fan-out: consumer restarted", "from_seq", msg.Seq, "consumer", meta.Consumer)
+				}
+				consumer = meta.Consumer
+			}
+			if prev := j.lastSeen.Load(); msg.Seq != prev+1 {
+				j.log.Warn("journal fan-out: sequence skipped", "after", prev, "got", msg.Seq)
 			}
 			j.lastSeen.Store(msg.Seq)
 			if msg.Gap == nil { // subscribers received those messages live
@@ -168,22 +212,28 @@ const fanRestartAfter = 10 * time.Second
 // decode turns a stored message into a Message; ok is false for a subject
 // that is neither an event nor a gap marker.
 func decode(m jetstream.Msg) (Message, bool) {
+	msg, _, ok := decodeMeta(m)
+	return msg, ok
+}
+
+// decodeMeta is decode that also returns the message's metadata.
+func decodeMeta(m jetstream.Msg) (Message, *jetstream.MsgMetadata, bool) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return Message{}, false
+		return Message{}, nil, false
 	}
 	msg := Message{Seq: meta.Sequence.Stream, Time: meta.Timestamp}
 	if m.Subject() == gapSubject {
 		var g Gap
 		if jsonUnmarshal(m.Data(), &g) != nil {
-			return Message{}, false
+			return Message{}, nil, false
 		}
 		msg.Gap = &g
-		return msg, true
+		return msg, meta, true
 	}
 	t, retain, err := TopicOf(m.Subject())
 	if err != nil {
-		return Message{}, false
+		return Message{}, nil, false
 	}
 	msg.Topic, msg.Retain, msg.Payload = t, retain, m.Data()
 	if q := m.Headers().Get(hdrQoS); q != "" {
@@ -191,7 +241,7 @@ func decode(m jetstream.Msg) (Message, bool) {
 			msg.QoS = byte(n)
 		}
 	}
-	return msg, true
+	return msg, meta, true
 }
 
 // watch keeps the health current without waiting for the next publish: a

@@ -127,6 +127,8 @@ type Journal struct {
 	deliver  func(Message)
 	fanMu    sync.Mutex
 	fanIt    jetstream.MessagesContext // the fan-out consumer's current iterator
+	fanCons  jetstream.Consumer        // and its ordered consumer
+	fanGen   atomic.Uint64             // fan-out consumers made so far (their names)
 	stopFan  context.CancelFunc
 	fanDone  chan struct{}
 	lastSeen atomic.Uint64 // the last sequence the fan-out consumer delivered

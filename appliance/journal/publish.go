@@ -43,8 +43,7 @@ func (j *Journal) Append(t string, payload []byte, retain bool, qos byte) (uint6
 	if j.cl != nil {
 		m, err := j.message(t, payload, retain, qos)
 		if err != nil {
-			j.refused()
-			return 0, err
+			return 0, j.refuse(err)
 		}
 		return j.appendClustered(m, j.nextMsgID())
 	}
@@ -146,7 +145,7 @@ func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 		if err == nil {
 			return ack.Sequence, nil
 		}
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !inProcess(err) {
 			return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
 		}
 		// A store that fails to write does not answer; its log says why.
@@ -156,8 +155,24 @@ func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 		if time.Now().After(giveUp) {
 			return 0, fmt.Errorf("%w: no answer from the store within %s: %w", ErrNotJournaled, appendBudget, err)
 		}
+		if inProcess(err) {
+			time.Sleep(50 * time.Millisecond) // the answer came at once: pace the asking
+		}
 	}
 }
+
+// inProcess reports the answer to a write asked again under the same
+// message ID while the first attempt, which timed out, is still being
+// stored (JSStreamDuplicateMessageConflict): not a refusal, as the first
+// may yet land. Asked again once it has, the stream answers with its
+// sequence; a leader that cannot store it (no quorum) keeps answering
+// this until the write's time is up.
+func inProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeMsgIDInProcess
+}
+
+const errCodeMsgIDInProcess = 10158
 
 // space keeps the journal from filling the disk: the free space is looked
 // up again whenever the bytes written since the last look could have used

@@ -83,10 +83,81 @@ func (j *Journal) History(ctx context.Context, filter string, from From, limit i
 
 // fetch reads what an ephemeral consumer of stream has pending when it is
 // made, at most limit messages (0: all).
+//
+// A read consumer acknowledges nothing, so a message it sent that never
+// arrived is gone from its point of view: that happens when a pull outlives
+// the client's wait for it (a busy machine, a replica catching up), and the
+// next pull goes on after the lost messages. Each message's consumer
+// sequence shows such a hole; the read then starts again with a new
+// consumer after the last message it handed to fn.
 func (j *Journal) fetch(ctx context.Context, stream string, filters []string, from From, limit int, fn func(jetstream.Msg) error) error {
+	// In a cluster, the read consumer is placed on any replica of the
+	// stream, which may be behind its leader (a node just restarted, still
+	// catching up): what the leader holds now is how far the read must go.
+	var last uint64
+	if j.cl != nil {
+		err := j.transient(ctx, func() error {
+			s, err := j.js().Stream(ctx, stream)
+			if err == nil {
+				last = s.CachedInfo().State.LastSeq
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("journal: reading: %w", err)
+		}
+	}
+	var seen uint64 // the stream sequence of the last message handed to fn
+	read := 0
+	for restart := 0; ; restart++ {
+		start := from
+		if seen > 0 {
+			start = From{Seq: seen + 1}
+		}
+		if limit > 0 && read >= limit {
+			return nil
+		}
+		next := uint64(1) // the consumer sequence of the next message
+		err := j.fetchOnce(ctx, stream, filters, start, max(limit-read, 0), last, func(m jetstream.Msg) error {
+			if meta, err := m.Metadata(); err == nil {
+				if meta.Sequence.Consumer != next {
+					return &lostDeliveries{from: next, to: meta.Sequence.Consumer - 1}
+				}
+				next++
+				seen = meta.Sequence.Stream
+			}
+			read++
+			return fn(m)
+		})
+		var lost *lostDeliveries
+		if !errors.As(err, &lost) || restart == maxReadRestarts {
+			return err
+		}
+		j.log.Debug("journal: a read lost messages on their way; reading again after the last one received", "stream", stream, "lost", lost.Error(), "after_seq", seen)
+	}
+}
+
+// maxReadRestarts bounds how often one read starts again after lost
+// deliveries.
+const maxReadRestarts = 20
+
+// lostDeliveries: the read consumer sent messages from..to (its own
+// sequence) that never arrived.
+type lostDeliveries struct{ from, to uint64 }
+
+func (e *lostDeliveries) Error() string {
+	return fmt.Sprintf("journal: reading: deliveries %d to %d of the read consumer never arrived", e.from, e.to)
+}
+
+// fetchOnce is one read consumer's part of fetch; last is the stream
+// leader's last sequence when the read began (cluster only).
+func (j *Journal) fetchOnce(ctx context.Context, stream string, filters []string, from From, limit int, last uint64, fn func(jetstream.Msg) error) error {
 	policy, seq, t := from.policy()
 	if policy == jetstream.DeliverNewPolicy {
 		policy = jetstream.DeliverAllPolicy
+	}
+	if j.cl != nil && (last == 0 || policy == jetstream.DeliverByStartSequencePolicy && seq > last) {
+		return nil // nothing journaled there when the read began
 	}
 	cfg := jetstream.ConsumerConfig{
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -116,7 +187,7 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 		_ = j.js().DeleteConsumer(dctx, stream, info.Name)
 	}()
 	if j.cl != nil {
-		return fetchClustered(ctx, cons, limit, fn)
+		return fetchClustered(ctx, cons, last, limit, fn)
 	}
 	pending := int(info.NumPending)
 	if limit > 0 && pending > limit {
@@ -137,13 +208,39 @@ func (j *Journal) fetch(ctx context.Context, stream string, filters []string, fr
 }
 
 // fetchClustered reads like fetch in a cluster, where a new consumer's
-// count of pending messages may still be 0 when it is created: it reads
-// until a message says nothing more is pending, or a wait of a second
-// brings nothing (a filter nothing matches costs that wait). A pull made
-// just after the consumer was created may be turned away at once; it is
-// made again.
-func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn func(jetstream.Msg) error) error {
+// count of pending messages may still be 0 when it is created, and where
+// the consumer may be on a replica that lags the stream's leader. It reads
+// until it has seen the stream up to last (the leader's last sequence when
+// the read began); or until the consumer has nothing pending, has looked
+// at the stream up to last (Delivered.Stream: a filtered consumer moves
+// past what does not match) and everything it sent has arrived; or until a
+// wait of a second brings nothing on a replica that is not behind (a
+// filter nothing matches costs that wait). A replica that stays behind for
+// replicaCatchUp makes the read fail rather than return a journal cut
+// short. A pull made just after the consumer was created may be turned
+// away at once; it is made again.
+func fetchClustered(ctx context.Context, cons jetstream.Consumer, last uint64, limit int, fn func(jetstream.Msg) error) error {
 	read, early := 0, 0
+	var behindSince time.Time
+	// done reports whether the consumer has looked at the stream up to
+	// last; a replica that is behind is waited for, up to replicaCatchUp.
+	done := func() (bool, error) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, fmt.Errorf("journal: reading: %w", err)
+		}
+		// Delivered.Stream counts what the consumer sent, which may still
+		// be on its way here: done only once all of it has been read.
+		if info.NumPending == 0 && info.Delivered.Stream >= last && uint64(read) >= info.Delivered.Consumer {
+			return true, nil
+		}
+		if behindSince.IsZero() {
+			behindSince = time.Now()
+		} else if time.Since(behindSince) > replicaCatchUp {
+			return false, fmt.Errorf("journal: reading: after %s, the replica serving this read has looked at the stream up to %d of %d and sent %d messages, %d arrived", replicaCatchUp, info.Delivered.Stream, last, info.Delivered.Consumer, read)
+		}
+		return false, nil
+	}
 	for limit == 0 || read < limit {
 		size := 256
 		if limit > 0 {
@@ -170,8 +267,17 @@ func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn 
 			if err := fn(m); err != nil {
 				return err
 			}
-			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if meta.Sequence.Stream >= last || limit > 0 && read >= limit {
 				return nil // the pull ends with the consumer, deleted by fetch
+			}
+			if meta.NumPending == 0 {
+				if ok, err := done(); ok || err != nil {
+					return err
+				}
 			}
 		}
 		berr := batch.Error()
@@ -185,14 +291,21 @@ func fetchClustered(ctx context.Context, cons jetstream.Consumer, limit int, fn 
 		}
 		if n == 0 {
 			if time.Since(began) > 900*time.Millisecond || early >= 50 {
-				return nil
+				if ok, err := done(); ok || err != nil {
+					return err
+				}
+			} else {
+				early++
 			}
-			early++
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil
 }
+
+// replicaCatchUp is how long a read waits for a replica that is behind
+// the stream's leader to catch up.
+const replicaCatchUp = 30 * time.Second
 
 func fetchBatch(ctx context.Context, cons jetstream.Consumer, size int, fn func(jetstream.Msg) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -28,9 +28,11 @@ func (j *Journal) Status() *apitype.JournalStatus {
 	}
 	if j.cl != nil {
 		j.cl.mu.Lock()
-		st.Writing = j.cl.quorum
+		st.Writing = j.cl.quorum && j.cl.lowDisk == ""
 		if !j.cl.quorum {
 			st.FailingSince, st.LastError = timePtr(j.cl.lostSince), j.cl.lastErr
+		} else if j.cl.lowDisk != "" {
+			st.FailingSince, st.LastError = timePtr(j.cl.lowDiskSince), j.cl.lowDisk
 		}
 		j.cl.mu.Unlock()
 		return st

@@ -1,0 +1,169 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuffer keeps what a journal logs, for a test to look for lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) lines(with ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+next:
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		for _, w := range with {
+			if !strings.Contains(line, w) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// fanConsumerName is the name of the server's consumer under the fan-out's
+// ordered consumer now.
+func (j *Journal) fanConsumerName() string {
+	j.fanMu.Lock()
+	defer j.fanMu.Unlock()
+	if j.fanCons == nil || j.fanCons.CachedInfo() == nil {
+		return ""
+	}
+	return j.fanCons.CachedInfo().Name
+}
+
+// TestClusterFanOutRestarts: node 3's fan-out consumer is made to start
+// again every way it can: its consumer deleted on the server (the ordered
+// consumer makes itself a new one), the stream's leader stepping down, and
+// its iterator closed, twice (the journal replaces the consumer, as it
+// does after a restarted server or a consumer that keeps failing). After
+// each, node 3 has delivered every message exactly once, in order, and its
+// log says from which sequence the consumer went on.
+//
+// Closing the iterator used to stop node 3's fan-out for up to five
+// minutes: the replacement took the first name of the same series as the
+// consumer it replaced, which still existed on the server, and the server
+// refused it ("start sequence can not be updated") until it expired.
+func TestClusterFanOutRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node cluster")
+	}
+	var logs logBuffer
+	js, sinks, _ := openClusterWith(t, 3, func(i int, j *Journal) {
+		if i == 2 {
+			j.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+	})
+	next := 0
+	var names []string // node 3's fan-out consumer after each step
+	appendBatch := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := js[next%2].Append("t/x", []byte(strconv.Itoa(next)), false, 1); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	check := func(after string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for len(sinks[2].snapshot()) < next {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: node 3 delivered %d of %d messages in 60s; its log:\n%s", after, len(sinks[2].snapshot()), next, strings.Join(logs.lines(), "\n"))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := sinks[2].snapshot()
+		for i, m := range got {
+			if m.Seq != uint64(i+1) || string(m.Payload) != strconv.Itoa(i) {
+				t.Fatalf("after %s: node 3's delivery %d is seq %d %q, want seq %d %q", after, i, m.Seq, m.Payload, i+1, strconv.Itoa(i))
+			}
+		}
+		if len(got) != next {
+			t.Fatalf("after %s: node 3 delivered %d messages, %d were journaled", after, len(got), next)
+		}
+		names = append(names, js[2].fanConsumerName())
+	}
+	appendBatch(100)
+	check("the start")
+
+	name := js[2].fanConsumerName()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js[0].js().DeleteConsumer(ctx, StreamName, name); err != nil {
+		t.Fatalf("deleting node 3's fan-out consumer %s: %v", name, err)
+	}
+	appendBatch(100)
+	check("its consumer was deleted")
+
+	if _, err := js[0].conn.Load().nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+StreamName, nil, 10*time.Second); err != nil {
+		t.Fatalf("stream leader step-down: %v", err)
+	}
+	appendBatch(100)
+	check("the stream leader stepped down")
+
+	for k := range 2 {
+		js[2].stopFanIterator()
+		appendBatch(100)
+		check(fmt.Sprintf("its iterator was closed (%d)", k+1))
+	}
+
+	// Every consumer had a name never used before (the server refuses an
+	// old name while a consumer under it lives), and those replaced are
+	// gone from the server.
+	seen := map[string]bool{}
+	for i, n := range names {
+		if seen[n] && n != names[i-1] {
+			t.Errorf("node 3's fan-out consumers, step by step: %q: %s again", names, n)
+		}
+		seen[n] = true
+	}
+	waitFor(t, "node 3's replaced fan-out consumers to be deleted", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := js[0].js().Stream(ctx, StreamName)
+		if err != nil {
+			return false
+		}
+		var left []string
+		for c := range s.ConsumerNames(ctx).Name() {
+			if strings.HasPrefix(c, "fanout-n3-") {
+				left = append(left, c)
+			}
+		}
+		return len(left) == 1 && left[0] == names[len(names)-1]
+	})
+
+	for _, want := range [][]string{
+		{"journal fan-out: consumer starts", "from_seq=1 "},
+		{"journal fan-out: consumer restarted", "from_seq=101 "},
+		{"journal fan-out: consumer starts", "from_seq=301 "},
+		{"journal fan-out: consumer starts", "from_seq=401 "},
+	} {
+		if len(logs.lines(want...)) != 1 {
+			t.Errorf("node 3's log has no one line with %q:\n%s", want, strings.Join(logs.lines(), "\n"))
+		}
+	}
+	if l := logs.lines("sequence skipped"); len(l) != 0 {
+		t.Errorf("node 3's fan-out skipped: %q", l)
+	}
+}
