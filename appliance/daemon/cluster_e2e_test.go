@@ -286,7 +286,12 @@ func (p *clusterPublisher) ackedCount() int {
 // node 3 receives the journal's messages exactly once in its order, and
 // node 1, restarted, catches up.
 func TestClusterKillNode(t *testing.T) {
-	c := startCluster(t, 3, "")
+	checkKillNode(t, startCluster(t, 3, ""))
+}
+
+// checkKillNode is TestClusterKillNode on the three nodes of c, embedded or
+// on an external NATS cluster.
+func checkKillNode(t *testing.T, c *cluster) {
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 	s3 := subscribe(t, "tcp://"+n3.addr["mqtt"], "zuul/#")
 	p1 := startClusterPublisher(t, "p1", "tcp://"+n1.addr["mqtt"], "tcp://"+n2.addr["mqtt"])
@@ -428,7 +433,12 @@ func TestClusterQuorumLoss(t *testing.T) {
 func TestClusterGerritOnce(t *testing.T) {
 	g := gerrittest.New(t, gerrittest.Options{WallClock: true, PageLimit: 1000})
 	cfg := g.Config(t, t.TempDir(), "review")
-	c := startClusterWindow(t, 3, gerrittest.TOML(cfg)+"\n", 3*time.Second)
+	checkGerritOnce(t, g, startClusterWindow(t, 3, gerrittest.TOML(cfg)+"\n", 3*time.Second))
+}
+
+// checkGerritOnce is TestClusterGerritOnce on the three nodes of c, each
+// configured with g as a Gerrit source named "review".
+func checkGerritOnce(t *testing.T, g *gerrittest.Server, c *cluster) {
 	n2 := c.nodes[1]
 	eventually(t, "three stream-events sessions", func() bool { return g.Streaming() == 3 })
 	s2 := subscribe(t, "tcp://"+n2.addr["mqtt"], "gerrit/#")

@@ -9,13 +9,24 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/firehose/firehose/appliance/gerrit/gerrittest"
 )
 
-// startNATSCluster runs a real three-node nats-server cluster with
-// JetStream in the test process, on loopback ports, and returns its
-// client URLs and the servers.
-func startNATSCluster(t *testing.T, n int) ([]string, []*server.Server) {
+// natsCluster is a real nats-server cluster with JetStream in the test
+// process, on fixed loopback ports, so that a server stopped and started
+// again is found where the appliances look for it.
+type natsCluster struct {
+	t    *testing.T
+	opts []*server.Options
+	srvs []*server.Server
+	urls []string
+}
+
+// startNATSCluster runs n routed nats-servers and returns them.
+func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
+	nc := &natsCluster{t: t}
 	var routes []*url.URL
 	var ports []int
 	for range n {
@@ -23,13 +34,12 @@ func startNATSCluster(t *testing.T, n int) ([]string, []*server.Server) {
 		ports = append(ports, p)
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	var urls []string
-	var srvs []*server.Server
 	for i := range n {
-		o := &server.Options{
+		client := freePort(t)
+		nc.opts = append(nc.opts, &server.Options{
 			ServerName: fmt.Sprintf("ext%d", i+1),
 			Host:       "127.0.0.1",
-			Port:       -1,
+			Port:       client,
 			JetStream:  true,
 			StoreDir:   filepath.Join(t.TempDir(), "js"),
 			Cluster:    server.ClusterOpts{Name: "ext", Host: "127.0.0.1", Port: ports[i]},
@@ -39,36 +49,54 @@ func startNATSCluster(t *testing.T, n int) ([]string, []*server.Server) {
 			// Bounded, as the appliance bounds its own.
 			JetStreamMaxMemory: 64 << 20,
 			JetStreamMaxStore:  1 << 30,
-		}
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("nats-server %d did not start", i+1)
-		}
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		urls = append(urls, s.ClientURL())
-		srvs = append(srvs, s)
+		})
+		nc.srvs = append(nc.srvs, nil)
+		nc.urls = append(nc.urls, fmt.Sprintf("nats://127.0.0.1:%d", client))
+		nc.start(i)
 	}
-	return urls, srvs
+	t.Cleanup(func() {
+		for i := range nc.srvs {
+			nc.stop(i)
+		}
+	})
+	return nc
+}
+
+// start starts server i (again) on its ports and store.
+func (nc *natsCluster) start(i int) {
+	nc.t.Helper()
+	s, err := server.NewServer(nc.opts[i])
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		nc.t.Fatalf("nats-server %d did not start", i+1)
+	}
+	nc.srvs[i] = s
+}
+
+// stop shuts server i down, if it runs.
+func (nc *natsCluster) stop(i int) {
+	if s := nc.srvs[i]; s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		nc.srvs[i] = nil
+	}
 }
 
 // startExternalCluster starts n daemons that use the external NATS
-// cluster at urls instead of their embedded servers.
-func startExternalCluster(t *testing.T, n int, urls []string) *cluster {
+// cluster nc instead of their embedded servers, each with a state
+// directory of its own, and waits until every one reports a quorum.
+func startExternalCluster(t *testing.T, n int, nc *natsCluster, extra string, window time.Duration) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
-	for i := range n {
-		toml := fmt.Sprintf("[journal]\nmax_bytes = \"64MiB\"\n\n[cluster]\nname = \"fh%d\"\nnats_urls = [\"%s\"]\n", i+1, strings.Join(urls, `", "`))
-		d := startDaemon(t, daemonOpts{extra: toml})
-		c.nodes = append(c.nodes, d)
+	// The external servers' store is bounded: the stream (three replicas)
+	// must fit.
+	c := &cluster{t: t, natsURLs: nc.urls, window: window, extra: "[journal]\nmax_bytes = \"64MiB\"\n\n" + extra}
+	for range n {
+		c.routes = append(c.routes, "")
 	}
-	for i := range n {
-		c.waitQuorum(i)
-	}
-	return c
+	return c.startAll()
 }
 
 // TestClusterExternalNATS: the same guarantees with the appliances on an
@@ -76,8 +104,8 @@ func startExternalCluster(t *testing.T, n int, urls []string) *cluster {
 // the same sequence numbers everywhere, resume through another node; and
 // the loss of one NATS server loses nothing acknowledged.
 func TestClusterExternalNATS(t *testing.T) {
-	urls, srvs := startNATSCluster(t, 3)
-	c := startExternalCluster(t, 3, urls)
+	nc := startNATSCluster(t, 3)
+	c := startExternalCluster(t, 3, nc, "", 0)
 	checkFanOutAndResume(t, c)
 	st := c.clusterStatus(0)
 	if st.Cluster == nil || st.Cluster.Mode != "external" || st.Cluster.StreamLeader == "" || st.State != "ok" {
@@ -90,7 +118,7 @@ func TestClusterExternalNATS(t *testing.T) {
 	s3 := subscribe(t, "tcp://"+n3.addr["mqtt"], "zuul/ext/#")
 	p := startClusterPublisher(t, "ext-p", "tcp://"+n1.addr["mqtt"])
 	eventually(t, "50 acknowledgements", func() bool { return p.ackedCount() >= 50 })
-	srvs[0].Shutdown()
+	nc.stop(0)
 	before := p.ackedCount()
 	deadline := time.Now().Add(120 * time.Second)
 	for p.ackedCount() < before+100 {
@@ -119,5 +147,86 @@ func TestClusterExternalNATS(t *testing.T) {
 	}
 	if !equalStrings(got, journal) {
 		t.Errorf("node 3's subscriber did not receive the journal in order")
+	}
+}
+
+// TestClusterExternalKillNode: TestClusterKillNode with the appliances on
+// an external NATS cluster: node 1 killed while publishers on nodes 1 and 2
+// keep sending loses nothing acknowledged and duplicates nothing, and node
+// 1 catches up when it is back.
+func TestClusterExternalKillNode(t *testing.T) {
+	nc := startNATSCluster(t, 3)
+	checkKillNode(t, startExternalCluster(t, 3, nc, "", 0))
+}
+
+// TestClusterExternalGerritOnce: TestClusterGerritOnce with the appliances
+// on an external NATS cluster: the same Gerrit source on all three puts each
+// event on the bus once, also after a node's replay.
+func TestClusterExternalGerritOnce(t *testing.T) {
+	nc := startNATSCluster(t, 3)
+	g := gerrittest.New(t, gerrittest.Options{WallClock: true, PageLimit: 1000})
+	cfg := g.Config(t, t.TempDir(), "review")
+	checkGerritOnce(t, g, startExternalCluster(t, 3, nc, gerrittest.TOML(cfg)+"\n", 3*time.Second))
+}
+
+// TestClusterExternalQuorumLoss: with two of the three NATS servers down
+// the stream has no quorum: an appliance's status is degraded and says so,
+// QoS 1 publishes are refused (MQTT 5: reason 0x80; MQTT 3.1.1: the
+// publisher is disconnected), subscribers stay connected; with a second
+// server back, publishing works again and nothing refused appears.
+func TestClusterExternalQuorumLoss(t *testing.T) {
+	nc := startNATSCluster(t, 3)
+	c := startExternalCluster(t, 3, nc, "", 0)
+	n1 := c.nodes[0]
+	s1 := subscribe(t, "tcp://"+n1.addr["mqtt"], "zuul/#")
+	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "before")
+	s1.expect("zuul/q", "before")
+
+	nc.stop(1)
+	nc.stop(2)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := n1.status()
+		if st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && strings.Contains(strings.Join(st.Reasons, "\n"), "no quorum") {
+			t.Logf("status without quorum: %q", st.Reasons)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 does not report the lost quorum: %s %q %+v", st.State, st.Reasons, st.Cluster)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, code := n1.run("status", "--socket", n1.ctl.Socket)
+	if code == 0 || !strings.Contains(out, "NO QUORUM") {
+		t.Errorf("firehosectl status exit %d:\n%s", code, out)
+	}
+	code5, out5 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv5", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during5")
+	t.Logf("mosquitto_pub -V mqttv5: exit %d: %s", code5, out5)
+	if code5 == 0 && !strings.Contains(out5, "failed") {
+		t.Errorf("an MQTT 5 QoS 1 publish without quorum was accepted: exit %d: %s", code5, out5)
+	}
+	code3, out3 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv311", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during3")
+	t.Logf("mosquitto_pub -V mqttv311: exit %d: %s", code3, out3)
+	if code3 == 0 {
+		t.Errorf("an MQTT 3.1.1 QoS 1 publish without quorum was accepted: %s", out3)
+	}
+	if s1.lost.Load() != 0 {
+		t.Errorf("the subscriber lost its connection")
+	}
+
+	nc.start(1)
+	c.waitQuorum(0)
+	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "after")
+	// The fan-out consumer lived on a server that went away: it is replaced
+	// once it has failed for fanRestartAfter (10 s), then retried with a
+	// backoff of up to 5 s, so delivery may resume ~15 s after the quorum.
+	select {
+	case m := <-s1.msgs:
+		if string(m.Payload()) != "after" { // and neither refused message before it
+			t.Fatalf("got %s %q, want zuul/q \"after\"", m.Topic(), m.Payload())
+		}
+	case <-time.After(90 * time.Second):
+		st := n1.status()
+		t.Fatalf("no message within 90 s of the quorum's return (fan-out lag %d)", st.Cluster.ConsumerLag)
 	}
 }

@@ -21,6 +21,10 @@ type cluster struct {
 	states []string
 	window time.Duration // the stream's dedupe window; 0: the default
 	netns  []string      // when set, node i runs in network namespace netns[i]
+	// natsURLs, when set, puts the nodes on that external NATS cluster
+	// instead of routing their embedded servers (routes then only count
+	// the nodes).
+	natsURLs []string
 }
 
 // freePort returns a loopback port nobody listens on now.
@@ -74,6 +78,9 @@ func (c *cluster) startAll() *cluster {
 
 func (c *cluster) clusterTOML(i int) string {
 	s := fmt.Sprintf("[cluster]\nname = \"fh%d\"\nlisten = %q\npeers = [\"%s\"]\n", i+1, c.routes[i], strings.Join(c.routes, `", "`))
+	if c.natsURLs != nil {
+		s = fmt.Sprintf("[cluster]\nname = \"fh%d\"\nnats_urls = [\"%s\"]\n", i+1, strings.Join(c.natsURLs, `", "`))
+	}
 	if c.window > 0 {
 		s += fmt.Sprintf("dedupe_window = %q\n", c.window.String())
 	}
