@@ -346,24 +346,29 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	if t := truncation(q.from, b); t != nil {
-		_ = enc.Encode(struct {
-			Truncated *apitype.Truncated `json:"truncated"`
-		}{t})
-	}
 	if r := reset(q.from, b); r != nil {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
 		_ = enc.Encode(struct {
 			Reset *apitype.Reset `json:"reset"`
 		}{r})
 		return
 	}
+	// The first line waits for the read's first message (or its end): a
+	// read that fails before it gets a 503, not a 200 with nothing.
+	var head []byte
+	if t := truncation(q.from, b); t != nil {
+		head, _ = json.Marshal(struct {
+			Truncated *apitype.Truncated `json:"truncated"`
+		}{t})
+		head = append(head, '\n')
+	}
 	written := 0
 	errFull := errors.New("answer full")
 	var line []byte
 	err = a.j.History(r.Context(), q.filter, q.from, q.limit, func(m journal.Message) error {
-		line = append(AppendEvent(line[:0], m), '\n')
+		line = append(AppendEvent(append(line[:0], head...), m), '\n')
+		head = nil
 		if _, err := w.Write(line); err != nil {
 			return err
 		}
@@ -374,8 +379,18 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return nil
 	})
-	if err != nil && !errors.Is(err, errFull) && r.Context().Err() == nil {
+	switch {
+	case err == nil || errors.Is(err, errFull):
+		_, _ = w.Write(head) // a read of nothing: just the truncation, if any
+	case r.Context().Err() != nil:
+	case written == 0:
 		a.log.Debug("events: history", "error", err)
+		fail(w, http.StatusServiceUnavailable, "the journal cannot be read right now")
+	default:
+		// Lines are out under a 200 already: break the answer off rather
+		// than end it as if it were whole.
+		a.log.Debug("events: history cut short", "error", err)
+		panic(http.ErrAbortHandler)
 	}
 }
 

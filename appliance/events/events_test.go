@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -250,5 +252,74 @@ func TestStreamTruncatedThenLive(t *testing.T) {
 	want := []string{"event: truncated", `data: {"requested":2,"first_seq":4}`, "id: 4"}
 	if len(got) != 4 || !reflect.DeepEqual(got[:3], want) || !strings.HasSuffix(got[3], `"topic":"new/x","payload":{"n":4}}`) {
 		t.Fatalf("stream: %q", got)
+	}
+}
+
+// failingReads is the real journal whose history reads fail after after
+// messages, as a clustered read does while the stream's leadership moves.
+type failingReads struct {
+	*journal.Journal
+	after int
+}
+
+func (f failingReads) History(ctx context.Context, filter string, from journal.From, limit int, fn func(journal.Message) error) error {
+	n := 0
+	err := f.Journal.History(ctx, filter, from, limit, func(m journal.Message) error {
+		if n == f.after {
+			return errors.New("no leader")
+		}
+		n++
+		return fn(m)
+	})
+	if err == nil && n == f.after {
+		err = errors.New("no leader")
+	}
+	return err
+}
+
+// TestHistoryReadFails: a read that fails before its first line is a 503
+// with a reason, not a 200 with nothing; one that fails after some lines is
+// broken off, so that no client takes it for the whole answer.
+func TestHistoryReadFails(t *testing.T) {
+	j, _ := newAPI(t, time.Hour)
+	for i := range 5 {
+		if _, err := j.Append(fmt.Sprintf("a/%d", i), []byte("{}"), false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve := func(after int) *httptest.Server {
+		srv := httptest.NewServer(New(failingReads{j, after}, counters{}, nil).Wrap(http.NotFoundHandler()))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+
+	resp, err := http.Get(serve(0).URL + "/v0/events?since=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "cannot be read") {
+		t.Fatalf("a read failing at once: %d %q", resp.StatusCode, body)
+	}
+
+	// Broken off: before the headers went out (the lines were still in the
+	// server's buffer) or in the middle of the body.
+	resp, err = http.Get(serve(2).URL + "/v0/events?since=1")
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatalf("a read failing after 2 lines ended as a whole answer: %d %q", resp.StatusCode, body)
+		}
+		if n := strings.Count(string(body), "\n"); n > 2 {
+			t.Fatalf("%d lines from a read that failed after 2", n)
+		}
+	}
+	t.Logf("a read failing after 2 lines: %v", err)
+
+	// The unbroken read still answers whole.
+	if resp, lines := get(t, serve(100).URL+"/v0/events?since=1"); resp.StatusCode != http.StatusOK || len(lines) != 5 {
+		t.Fatalf("a whole read: %d, %d lines", resp.StatusCode, len(lines))
 	}
 }
