@@ -384,46 +384,58 @@ func TestClusterQuorumLoss(t *testing.T) {
 
 	c.kill(1)
 	c.kill(2)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st := n1.status()
-		reasons := strings.Join(st.Reasons, "\n")
-		if st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && strings.Contains(reasons, "no quorum") &&
-			strings.Contains(reasons, "peer fh2 not connected") && strings.Contains(reasons, "peer fh3 not connected") {
-			t.Logf("status without quorum: %q", st.Reasons)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node 1 does not report the lost quorum: %s %q %+v", st.State, st.Reasons, st.Cluster)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out, code := n1.run("status", "--socket", n1.ctl.Socket)
-	if code == 0 || !strings.Contains(out, "NO QUORUM") {
-		t.Errorf("firehosectl status exit %d:\n%s", code, out)
-	}
-
-	code5, out5 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv5", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during5")
-	t.Logf("mosquitto_pub -V mqttv5: exit %d: %s", code5, out5)
-	if code5 == 0 && !strings.Contains(out5, "failed") {
-		t.Errorf("an MQTT 5 QoS 1 publish without quorum was accepted: exit %d: %s", code5, out5)
-	}
-	code3, out3 := mosquittoPub(t, n1.addr["mqtt"], "-V", "mqttv311", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during3")
-	t.Logf("mosquitto_pub -V mqttv311: exit %d: %s", code3, out3)
-	if code3 == 0 {
-		t.Errorf("an MQTT 3.1.1 QoS 1 publish without quorum was accepted: %s", out3)
-	}
-	if s1.lost.Load() != 0 {
-		t.Errorf("the subscriber lost its connection")
-	}
-	if st := n1.status(); st.Cluster.Refused < 2 {
-		t.Errorf("refused = %d, want at least 2", st.Cluster.Refused)
-	}
+	expectQuorumLost(t, n1, s1, "peer fh2 not connected", "peer fh3 not connected")
 
 	c.start(1)
 	c.waitQuorum(0)
 	publish(t, "tcp://"+n1.addr["mqtt"], "zuul", zuulPass, "zuul/q", "after")
 	s1.expect("zuul/q", "after") // and neither refused message before it
+}
+
+// expectQuorumLost waits until node n reports the lost quorum (degraded,
+// "no quorum" and each of reasons among its reasons, firehosectl status
+// exiting 1 with NO QUORUM), then checks that QoS 1 publishes are refused
+// (MQTT 5: PUBACK 0x80; MQTT 3.1.1: disconnected) and counted, and that the
+// subscriber s stayed connected.
+func expectQuorumLost(t *testing.T, n *daemon, s *sub, reasons ...string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := n.status()
+		all := strings.Join(st.Reasons, "\n")
+		ok := st.Cluster != nil && !st.Cluster.Quorum && st.State == "degraded" && strings.Contains(all, "no quorum")
+		for _, r := range reasons {
+			ok = ok && strings.Contains(all, r)
+		}
+		if ok {
+			t.Logf("status without quorum: %q", st.Reasons)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node does not report the lost quorum: %s %q %+v", st.State, st.Reasons, st.Cluster)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, code := n.run("status", "--socket", n.ctl.Socket)
+	if code == 0 || !strings.Contains(out, "NO QUORUM") {
+		t.Errorf("firehosectl status exit %d:\n%s", code, out)
+	}
+	code5, out5 := mosquittoPub(t, n.addr["mqtt"], "-V", "mqttv5", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during5")
+	t.Logf("mosquitto_pub -V mqttv5: exit %d: %s", code5, out5)
+	if code5 == 0 && !strings.Contains(out5, "failed") {
+		t.Errorf("an MQTT 5 QoS 1 publish without quorum was accepted: exit %d: %s", code5, out5)
+	}
+	code3, out3 := mosquittoPub(t, n.addr["mqtt"], "-V", "mqttv311", "-q", "1", "-u", "zuul", "-P", zuulPass, "-t", "zuul/q", "-m", "during3")
+	t.Logf("mosquitto_pub -V mqttv311: exit %d: %s", code3, out3)
+	if code3 == 0 {
+		t.Errorf("an MQTT 3.1.1 QoS 1 publish without quorum was accepted: %s", out3)
+	}
+	if s.lost.Load() != 0 {
+		t.Errorf("the subscriber lost its connection")
+	}
+	if st := n.status(); st.Cluster.Refused < 2 {
+		t.Errorf("refused = %d, want at least 2", st.Cluster.Refused)
+	}
 }
 
 // TestClusterGerritOnce: the same Gerrit source configured on all three
