@@ -354,25 +354,20 @@ func (j *Journal) appendClustered(m *nats.Msg, id string) (uint64, error) {
 		j.cl.mu.Unlock()
 		return 0, j.refuse(fmt.Errorf("%w: %w", ErrNotJournaled, err))
 	}
-	deadline := time.Now().Add(clusterRetryFor)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-		ack, err := j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
-		cancel()
-		if err == nil {
-			return ack.Sequence, nil
-		}
+	seq, spent, err := j.storeAsking(m, id, clusterRetryFor, func(err error) (time.Duration, bool) {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 && !inProcess(err) {
-			// The stream answered and said no (a limit): not a quorum matter.
-			return 0, j.refuse(fmt.Errorf("%w: %w", ErrNotJournaled, err))
-		}
-		if time.Now().After(deadline) {
-			j.cl.down(err)
-			return 0, j.refuse(fmt.Errorf("%w: %w (%v)", ErrNotJournaled, ErrNoQuorum, err))
-		}
-		time.Sleep(clusterRetryGap)
+		// The stream answered and said no (a limit): not a quorum matter.
+		refused := errors.As(err, &apiErr) && apiErr.Code != 503 && !inProcess(err)
+		return clusterRetryGap, !refused
+	})
+	switch {
+	case err == nil:
+		return seq, nil
+	case spent:
+		j.cl.down(err)
+		return 0, j.refuse(fmt.Errorf("%w: %w (%v)", ErrNotJournaled, ErrNoQuorum, err))
 	}
+	return 0, j.refuse(fmt.Errorf("%w: %w", ErrNotJournaled, err))
 }
 
 // AppendFrom is Append for a QoS 1 or 2 publish from an MQTT client. In a

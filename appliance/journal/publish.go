@@ -136,28 +136,53 @@ func (j *Journal) publishMsg(m *nats.Msg) (uint64, error) {
 	if err := j.space.check(j.dir, j.reserve, len(m.Data)+len(m.Subject)+256); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
 	}
-	id := j.nextMsgID()
-	giveUp := time.Now().Add(appendBudget)
+	var failing string // a store that fails to write does not answer; its log says why
+	seq, spent, err := j.storeAsking(m, j.nextMsgID(), appendBudget, func(err error) (time.Duration, bool) {
+		failing, _ = j.storeErr.Load().(string)
+		switch {
+		case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !inProcess(err):
+			failing = ""
+			return 0, false
+		case failing != "":
+			return 0, false
+		case inProcess(err):
+			return 50 * time.Millisecond, true // the answer came at once: pace the asking
+		}
+		return 0, true
+	})
+	switch {
+	case err == nil:
+		return seq, nil
+	case failing != "":
+		return 0, fmt.Errorf("%w: no answer from the store within %s; it last said: %s", ErrNotJournaled, appendTimeout, failing)
+	case spent:
+		return 0, fmt.Errorf("%w: no answer from the store within %s: %w", ErrNotJournaled, appendBudget, err)
+	}
+	return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
+}
+
+// storeAsking writes m under the message ID id and returns its sequence.
+// A write that fails in a way again says may pass is asked again under the
+// same ID (JetStream keeps the message once), after again's pause, until
+// budget is spent (spent: the last error is the budget's).
+func (j *Journal) storeAsking(m *nats.Msg, id string, budget time.Duration, again func(error) (time.Duration, bool)) (seq uint64, spent bool, err error) {
+	giveUp := time.Now().Add(budget)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-		ack, err := j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		var ack *jetstream.PubAck
+		ack, err = j.js().PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
 		cancel()
 		if err == nil {
-			return ack.Sequence, nil
+			return ack.Sequence, false, nil
 		}
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !inProcess(err) {
-			return 0, fmt.Errorf("%w: %w", ErrNotJournaled, err)
-		}
-		// A store that fails to write does not answer; its log says why.
-		if e, _ := j.storeErr.Load().(string); e != "" {
-			return 0, fmt.Errorf("%w: no answer from the store within %s; it last said: %s", ErrNotJournaled, appendTimeout, e)
+		pause, ok := again(err)
+		if !ok {
+			return 0, false, err
 		}
 		if time.Now().After(giveUp) {
-			return 0, fmt.Errorf("%w: no answer from the store within %s: %w", ErrNotJournaled, appendBudget, err)
+			return 0, true, err
 		}
-		if inProcess(err) {
-			time.Sleep(50 * time.Millisecond) // the answer came at once: pace the asking
-		}
+		time.Sleep(pause)
 	}
 }
 
