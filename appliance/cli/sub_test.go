@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/firehose/firehose/appliance/capture"
 )
 
 func TestParseSince(t *testing.T) {
@@ -145,7 +147,7 @@ func (s *sseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func runSub(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errOut lockedBuffer
+	var out, errOut capture.Buffer
 	Stdout, Stderr = &out, &errOut
 	t.Cleanup(func() { Stdout, Stderr = io.Discard, io.Discard })
 	done := make(chan int, 1)
@@ -157,23 +159,6 @@ func runSub(t *testing.T, args ...string) (string, string, int) {
 		// Not t.Fatal: Main goes on using Stdout, which cleanup would reset.
 		panic("firehosectl sub did not end; printed:\n" + out.String() + "\nstderr:\n" + errOut.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestSubSinceResumesAfterTheLastMessage(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firehose/firehose/appliance/capture"
 )
 
 // browser is Debian's headless Chromium driven by playwright-core through
@@ -19,7 +21,7 @@ type browser struct {
 	cmd    *exec.Cmd
 	in     *json.Encoder
 	out    *bufio.Scanner
-	stderr *syncBuffer
+	stderr *capture.Buffer
 	id     int
 }
 
@@ -64,7 +66,7 @@ func startBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &browser{t: t, cmd: cmd, in: json.NewEncoder(stdin), out: bufio.NewScanner(stdout), stderr: &syncBuffer{}}
+	b := &browser{t: t, cmd: cmd, in: json.NewEncoder(stdin), out: bufio.NewScanner(stdout), stderr: &capture.Buffer{}}
 	b.out.Buffer(nil, 16<<20)
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {

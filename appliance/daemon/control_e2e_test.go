@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/capture"
 )
 
 // runAs runs firehosectl as uid/gid, with no supplementary groups, and
@@ -22,7 +23,7 @@ func runAs(t *testing.T, uid uint32, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
-	var stdout, all syncBuffer
+	var stdout, all capture.Buffer
 	cmd.Stdout = io.MultiWriter(&stdout, &all)
 	cmd.Stderr = &all
 	err := cmd.Run()

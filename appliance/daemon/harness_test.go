@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/firehose/firehose/appliance/apitype"
+	"github.com/firehose/firehose/appliance/capture"
 	"github.com/firehose/firehose/appliance/control"
 )
 
@@ -72,7 +72,7 @@ type daemon struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	exitErr error
-	log     *syncBuffer
+	log     *capture.Buffer
 	notify  *notifyListener
 
 	// Addresses of the sockets handed over, by name.
@@ -138,7 +138,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, cfgPath: filepath.Join(dir, "firehose.toml"), addr: map[string]string{},
-		done: make(chan struct{}), log: &syncBuffer{}}
+		done: make(chan struct{}), log: &capture.Buffer{}}
 	d.ctl = &control.Client{Socket: filepath.Join(dir, "control.sock")}
 	d.writeConfig(d.configText(o, zuulPublisher(t)))
 	if o.sockets == nil {
@@ -311,21 +311,4 @@ func listenNotify(t *testing.T, dir string) *notifyListener {
 		}
 	}()
 	return n
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

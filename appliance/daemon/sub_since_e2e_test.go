@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firehose/firehose/appliance/capture"
 )
 
 // subProc is a running `firehosectl sub`, its output line by line.
@@ -15,7 +17,7 @@ type subProc struct {
 	t     *testing.T
 	lines chan string
 	done  chan error
-	out   *syncBuffer // stderr
+	out   *capture.Buffer // stderr
 }
 
 func startSub(t *testing.T, args ...string) *subProc {
@@ -25,7 +27,7 @@ func startSub(t *testing.T, args ...string) *subProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &subProc{t: t, lines: make(chan string, 1000), done: make(chan error, 1), out: &syncBuffer{}}
+	p := &subProc{t: t, lines: make(chan string, 1000), done: make(chan error, 1), out: &capture.Buffer{}}
 	cmd.Stderr = p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"os"
@@ -9,12 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/firehose/firehose/appliance/capture"
 )
 
 // TestWithoutCapNetAdmin runs the Manager as an unprivileged user (a copy of
@@ -67,7 +67,7 @@ func noCapChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	var logs lockedBuffer
+	var logs capture.Buffer
 	m := NewManager(slog.New(slog.NewTextHandler(&logs, nil)), WithNetNS(fd), WithHealInterval(20*time.Millisecond))
 	defer m.Close()
 
@@ -111,23 +111,6 @@ func noCapChild(t *testing.T) {
 	if !t.Failed() {
 		t.Log("child: all checks passed")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -6,38 +6,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/firehose/firehose/appliance/capture"
 )
-
-// logBuffer keeps what a journal logs, for a test to look for lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) lines(with ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-next:
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		for _, w := range with {
-			if !strings.Contains(line, w) {
-				continue next
-			}
-		}
-		out = append(out, line)
-	}
-	return out
-}
 
 // fanConsumerName is the name of the server's consumer under the fan-out's
 // ordered consumer now.
@@ -66,7 +39,7 @@ func TestClusterFanOutRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-node cluster")
 	}
-	var logs logBuffer
+	var logs capture.Buffer
 	js, sinks, _ := openClusterWith(t, 3, func(i int, j *Journal) {
 		if i == 2 {
 			j.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -88,7 +61,7 @@ func TestClusterFanOutRestarts(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for len(sinks[2].snapshot()) < next {
 			if time.Now().After(deadline) {
-				t.Fatalf("after %s: node 3 delivered %d of %d messages in 60s; its log:\n%s", after, len(sinks[2].snapshot()), next, strings.Join(logs.lines(), "\n"))
+				t.Fatalf("after %s: node 3 delivered %d of %d messages in 60s; its log:\n%s", after, len(sinks[2].snapshot()), next, strings.Join(logs.Lines(), "\n"))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -159,11 +132,11 @@ func TestClusterFanOutRestarts(t *testing.T) {
 		{"journal fan-out: consumer starts", "from_seq=301 "},
 		{"journal fan-out: consumer starts", "from_seq=401 "},
 	} {
-		if len(logs.lines(want...)) != 1 {
-			t.Errorf("node 3's log has no one line with %q:\n%s", want, strings.Join(logs.lines(), "\n"))
+		if len(logs.Lines(want...)) != 1 {
+			t.Errorf("node 3's log has no one line with %q:\n%s", want, strings.Join(logs.Lines(), "\n"))
 		}
 	}
-	if l := logs.lines("sequence skipped"); len(l) != 0 {
+	if l := logs.Lines("sequence skipped"); len(l) != 0 {
 		t.Errorf("node 3's fan-out skipped: %q", l)
 	}
 }
