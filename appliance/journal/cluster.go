@@ -440,6 +440,7 @@ func (j *Journal) probe() {
 		return
 	}
 	j.cl.ok(info)
+	_ = j.checkFanStall(info.State.LastSeq, time.Now())
 }
 
 // transient runs f again while it fails the way a cluster fails for a

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/firehose/firehose/appliance/capture"
 )
@@ -138,5 +141,55 @@ func TestClusterFanOutRestarts(t *testing.T) {
 	}
 	if l := logs.Lines("sequence skipped"); len(l) != 0 {
 		t.Errorf("node 3's fan-out skipped: %q", l)
+	}
+}
+
+// stopRecorder is a fan-out iterator that only records that it was stopped.
+type stopRecorder struct {
+	jetstream.MessagesContext
+	once    sync.Once
+	stopped chan struct{}
+}
+
+func (s *stopRecorder) Stop() { s.once.Do(func() { close(s.stopped) }) }
+
+// A fan-out that delivers nothing while the stream has more is replaced
+// (its iterator stopped) once fanRestartAfter has passed without progress,
+// and only then: not while it delivers, nor while it has nothing to do.
+func TestFanStallReplacesConsumer(t *testing.T) {
+	var logs capture.Buffer
+	j := &Journal{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	it := &stopRecorder{stopped: make(chan struct{})}
+	j.fanIt = it
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	steps := []struct {
+		seen, last uint64
+		at         time.Duration
+		replace    bool
+	}{
+		{5, 5, 0, false}, // nothing to do
+		{5, 5, fanRestartAfter + time.Second, false},
+		{5, 7, fanRestartAfter + 2*time.Second, false}, // behind from here
+		{5, 7, fanRestartAfter + 5*time.Second, false},
+		{6, 8, 2*fanRestartAfter + time.Second, false}, // progress
+		{6, 8, 3 * fanRestartAfter, false},
+		{6, 8, 3*fanRestartAfter + 2*time.Second, true},  // fanRestartAfter + 1 s without progress
+		{6, 8, 3*fanRestartAfter + 3*time.Second, false}, // once per fanRestartAfter
+		{6, 8, 4*fanRestartAfter + 3*time.Second, true},
+	}
+	for i, s := range steps {
+		j.lastSeen.Store(s.seen)
+		if got := j.checkFanStall(s.last, at(s.at)); got != s.replace {
+			t.Fatalf("step %d (seen %d, stream's last %d, at %s): replaced %v, want %v", i, s.seen, s.last, s.at, got, s.replace)
+		}
+	}
+	select {
+	case <-it.stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the iterator was not stopped")
+	}
+	if l := logs.Lines("replacing the consumer", "last_seq=6", "stream_last_seq=8"); len(l) != 2 {
+		t.Fatalf("log lines about the replacement: %q", logs.String())
 	}
 }

@@ -85,6 +85,9 @@ func (j *Journal) fanConsumer(ctx context.Context, c *conn) (jetstream.MessagesC
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   from,
 		NamePrefix:    prefix,
+		// Not for ever (the default): a reset that keeps failing then
+		// ends Next with an error, and fanOut starts a consumer of its own.
+		MaxResetAttempts: fanResetAttempts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: fan-out consumer: %w", err)
@@ -117,12 +120,46 @@ func (j *Journal) deleteFanConsumer(c *conn, cons jetstream.Consumer) {
 	}()
 }
 
+// stopFanIterator stops the fan-out's iterator; its Next returns
+// ErrMsgIteratorClosed. Stop may wait for an ordered consumer's reset in
+// progress, so it is called without holding fanMu.
 func (j *Journal) stopFanIterator() {
 	j.fanMu.Lock()
-	defer j.fanMu.Unlock()
-	if j.fanIt != nil {
-		j.fanIt.Stop()
+	it := j.fanIt
+	j.fanMu.Unlock()
+	if it != nil {
+		it.Stop()
 	}
+}
+
+// fanStall is how long the fan-out has delivered nothing.
+type fanStall struct {
+	seen  uint64
+	since time.Time
+}
+
+// checkFanStall replaces the fan-out consumer when it has delivered
+// nothing for fanRestartAfter while the stream holds messages after the
+// last one it delivered (last, from the stream's info, taken once a second
+// in a cluster). An ordered consumer recovers from a lost server by itself,
+// and when it cannot its Next returns an error, which fanOut handles; but
+// after a quorum loss on an external cluster one once stayed silent for
+// minutes with nothing returned, and that node's subscribers got nothing.
+// It reports whether it replaced the consumer.
+func (j *Journal) checkFanStall(last uint64, now time.Time) bool {
+	seen := j.lastSeen.Load()
+	if last <= seen || seen != j.stall.seen || j.stall.since.IsZero() {
+		j.stall = fanStall{seen: seen, since: now}
+		return false
+	}
+	if now.Sub(j.stall.since) < fanRestartAfter {
+		return false
+	}
+	j.stall.since = now // at most once per fanRestartAfter
+	j.log.Warn("journal fan-out: nothing delivered for a while although the stream has more; replacing the consumer",
+		"after", fanRestartAfter, "last_seq", seen, "stream_last_seq", last)
+	go j.stopFanIterator() // fanOut sees the iterator closed and starts a new consumer
+	return true
 }
 
 // fanOut delivers, in journal order, until ctx ends. When the embedded
@@ -208,6 +245,10 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 // fanRestartAfter is how long the fan-out consumer may keep failing before
 // it is replaced by a new one.
 const fanRestartAfter = 10 * time.Second
+
+// fanResetAttempts bounds an ordered consumer's attempts at recreating its
+// server-side consumer (1 s apart, then 2 s, each up to 10 s).
+const fanResetAttempts = 3
 
 // decode turns a stored message into a Message; ok is false for a subject
 // that is neither an event nor a gap marker.

@@ -132,6 +132,7 @@ type Journal struct {
 	stopFan  context.CancelFunc
 	fanDone  chan struct{}
 	lastSeen atomic.Uint64 // the last sequence the fan-out consumer delivered
+	stall    fanStall      // the watch goroutine's: since when lastSeen has not moved
 	rate     rateRing
 
 	health   health
