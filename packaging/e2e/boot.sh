@@ -1,6 +1,6 @@
 # Booted containers for the e2e scripts (sourced by run.sh and cluster.sh,
-# which define say and die): each one an overlay of the cached rootfs,
-# booted with systemd-nspawn. ct_cleanup stops every container started and
+# whose steps.sh defines say and die): each one an overlay of the cached
+# rootfs, booted with systemd-nspawn. ct_cleanup stops every container started and
 # unmounts every overlay; call it from the EXIT trap, so a failure or an
 # interrupt leaves nothing behind.
 

@@ -30,12 +30,8 @@ ROUTE=6222
 
 . "$here/boot.sh"
 
-t0=$(date +%s)
-say() { echo "e2e-cluster[$(($(date +%s) - t0))s]: $*"; }
-die() {
-	say "FAIL: $*"
-	exit 1
-}
+E2E=cluster
+. "$here/steps.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it boots containers)"
 [ -e "$rootfs/.complete" ] || die "no cached rootfs at $rootfs (run.sh builds it)"
@@ -112,51 +108,10 @@ for n in 1 2; do
 done
 say "firehose installed and started on both nodes"
 
-failed=0
-log() { echo "    $*"; }
-step() {
-	STEP=$1
-	echo "== cluster step $STEP: $2 [$(($(date +%s) - t0))s]"
-	step_ok=1
-}
-check() {
-	if eval "$2"; then
-		log "ok: $1"
-	else
-		log "NOT OK: $1"
-		step_ok=0
-	fi
-}
-# within SECONDS CODE: evaluates CODE every 0.2 s until it succeeds, for at
-# most SECONDS by the clock (each try runs commands in a container, which
-# takes a while on a busy machine).
-within() {
-	_end=$(($(date +%s) + $1))
-	while :; do
-		eval "$2" >/dev/null 2>&1 && return 0
-		[ "$(date +%s)" -lt $_end ] || return 1
-		sleep 0.2
+after_failed_step() {
+	for n in 1 2; do
+		on $n journalctl -u firehose.service --no-pager -n 15 -o short-monotonic | sed "s/^/    fh$n journal: /"
 	done
-}
-check_within() {
-	_t=$(date +%s)
-	if within "$1" "$3"; then
-		log "ok: $2 ($(($(date +%s) - _t)) s)"
-	else
-		log "NOT OK: $2 (after $1 s)"
-		step_ok=0
-	fi
-}
-end_step() {
-	if [ $step_ok -eq 1 ]; then
-		echo "PASS cluster step $STEP"
-	else
-		echo "FAIL cluster step $STEP"
-		failed=$((failed + 1))
-		for n in 1 2; do
-			on $n journalctl -u firehose.service --no-pager -n 15 -o short-monotonic | sed "s/^/    fh$n journal: /"
-		done
-	fi
 }
 
 # status N: node fhN's `firehosectl status` into $work/status-N.txt; its

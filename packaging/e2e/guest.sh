@@ -15,53 +15,12 @@ H=127.0.0.1
 PUBHASH='$2a$10$PRqSBNs2MrITvXrliBd0xuFLGNI/yk2GgS6b7GWcXmKav.GwbrqlS'
 T=/tmp/e2e
 mkdir -p $T
-failed=0
-t0=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
 
-log() { echo "    $*"; }
-step() {
-	STEP=$1
-	echo "== step $STEP: $2 [$(($(date +%s) - t0))s]"
-	step_ok=1
-}
-# check DESCRIPTION CODE: one assertion, CODE evaluated in this shell (so it
-# sees its variables and functions); the step fails if any assertion does.
-check() {
-	if eval "$2"; then
-		log "ok: $1"
-	else
-		log "NOT OK: $1"
-		step_ok=0
-	fi
-}
-# within SECONDS CODE: evaluates CODE every 0.1 s until it succeeds.
-within() {
-	n=$(($1 * 10))
-	while [ $n -gt 0 ]; do
-		eval "$2" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
-}
-# check_within SECONDS DESCRIPTION CODE: an assertion that may take a while.
-check_within() {
-	if within "$1" "$3"; then
-		log "ok: $2"
-	else
-		log "NOT OK: $2 (after $1 s)"
-		step_ok=0
-	fi
-}
-end_step() {
-	if [ $step_ok -eq 1 ]; then
-		echo "PASS step $STEP"
-	else
-		echo "FAIL step $STEP"
-		failed=$((failed + 1))
-		journalctl -u firehose.service --no-pager -n 15 -o short-monotonic | sed 's/^/    journal: /'
-	fi
+E2E=guest
+. /srv/e2e/steps.sh
+after_failed_step() {
+	journalctl -u firehose.service --no-pager -n 15 -o short-monotonic | sed 's/^/    journal: /'
 }
 listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
 not_listening() { ! listening "$1"; }

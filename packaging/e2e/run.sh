@@ -27,12 +27,8 @@ rootfs=$cache/rootfs-$suite-$key
 
 . "$here/boot.sh"
 
-t0=$(date +%s)
-say() { echo "e2e[$(($(date +%s) - t0))s]: $*"; }
-die() {
-	say "FAIL: $*"
-	exit 1
-}
+E2E=e2e
+. "$here/steps.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it boots a container)"
 for tool in debootstrap systemd-nspawn nsenter mount openssl; do
