@@ -202,22 +202,25 @@ func (j *Journal) fanOut(ctx context.Context, it jetstream.MessagesContext) {
 			}
 			failingSince = time.Time{}
 			msg, meta, ok := decodeMeta(m)
-			if !ok {
-				continue
+			if meta == nil {
+				continue // no sequence to go on from
 			}
 			// The ordered consumer restarts itself under a new name; say
 			// where it went on from, and whether anything was skipped.
+			seq := meta.Sequence.Stream
 			if meta.Consumer != consumer {
 				if consumer != "" {
-					j.log.Info("journal fan-out: consumer restarted", "from_seq", msg.Seq, "consumer", meta.Consumer)
+					j.log.Info("journal fan-out: consumer restarted", "from_seq", seq, "consumer", meta.Consumer)
 				}
 				consumer = meta.Consumer
 			}
-			if prev := j.lastSeen.Load(); msg.Seq != prev+1 {
-				j.log.Warn("journal fan-out: sequence skipped", "after", prev, "got", msg.Seq)
+			if prev := j.lastSeen.Load(); seq != prev+1 {
+				j.log.Warn("journal fan-out: sequence skipped", "after", prev, "got", seq)
 			}
-			j.lastSeen.Store(msg.Seq)
-			if msg.Gap == nil { // subscribers received those messages live
+			// A message it cannot read is passed over, but counted as
+			// seen: the fan-out is not behind it (checkFanStall).
+			j.lastSeen.Store(seq)
+			if ok && msg.Gap == nil { // a gap's messages went out live
 				j.deliver(msg)
 			}
 		}
@@ -257,7 +260,8 @@ func decode(m jetstream.Msg) (Message, bool) {
 	return msg, ok
 }
 
-// decodeMeta is decode that also returns the message's metadata.
+// decodeMeta is decode that also returns the message's metadata, also for
+// a message it cannot decode (nil if the metadata cannot be read either).
 func decodeMeta(m jetstream.Msg) (Message, *jetstream.MsgMetadata, bool) {
 	meta, err := m.Metadata()
 	if err != nil {
@@ -267,14 +271,14 @@ func decodeMeta(m jetstream.Msg) (Message, *jetstream.MsgMetadata, bool) {
 	if m.Subject() == gapSubject {
 		var g Gap
 		if jsonUnmarshal(m.Data(), &g) != nil {
-			return Message{}, nil, false
+			return Message{}, meta, false
 		}
 		msg.Gap = &g
 		return msg, meta, true
 	}
 	t, retain, err := TopicOf(m.Subject())
 	if err != nil {
-		return Message{}, nil, false
+		return Message{}, meta, false
 	}
 	msg.Topic, msg.Retain, msg.Payload = t, retain, m.Data()
 	if q := m.Headers().Get(hdrQoS); q != "" {

@@ -239,3 +239,23 @@ func TestRetainedCatchUpAfterRestart(t *testing.T) {
 	}
 	waitFor(t, "the retained stream to catch up", func() bool { return j2.Status().Retained == 50 })
 }
+
+// A stored message the fan-out cannot read (written to the stream by
+// something else) is passed over but counted as seen, so that the fan-out
+// is not taken to be behind it (checkFanStall would replace its consumer
+// every 10 s).
+func TestFanOutPassesOverUnreadable(t *testing.T) {
+	j, s := open(t, testConfig(t.TempDir()))
+	if _, err := j.Append("zuul/x", []byte("before"), false, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := j.js().Publish(ctx, "firehose.unknown-kind.x", []byte("?")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unreadable message counted as seen", func() bool { return j.lastSeen.Load() == 2 })
+	if got := s.snapshot(); len(got) != 1 || got[0].Seq != 1 || string(got[0].Payload) != "before" {
+		t.Fatalf("delivered %+v", got)
+	}
+}
