@@ -18,14 +18,7 @@ func (d *daemon) runEnv(env []string, args ...string) (string, int) {
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		d.t.Fatal(err)
-	}
-	return string(out), code
+	return d.output(cmd)
 }
 
 // Issue 15: status and reload without --config, against a daemon started

@@ -246,10 +246,15 @@ func (d *daemon) stop() {
 	}
 }
 
-// ctl runs firehosectl against this daemon and returns its output and exit code.
+// run runs firehosectl against this daemon and returns its output and exit code.
 func (d *daemon) run(args ...string) (string, int) {
 	d.t.Helper()
-	cmd := exec.Command(binary, args...)
+	return d.output(exec.Command(binary, args...))
+}
+
+// output runs cmd and returns everything it printed and its exit code.
+func (d *daemon) output(cmd *exec.Cmd) (string, int) {
+	d.t.Helper()
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
