@@ -41,14 +41,24 @@ func (d *daemon) apiURL(path string, q url.Values) string {
 // history reads GET /v0/events and returns its lines.
 func (d *daemon) history(q url.Values) []eventLine {
 	d.t.Helper()
-	resp, err := http.Get(d.apiURL("/v0/events", q))
+	lines, err := d.tryHistory(q)
 	if err != nil {
 		d.t.Fatal(err)
+	}
+	return lines
+}
+
+// tryHistory is history for a read that may fail (a cluster whose stream
+// leadership is moving answers 503 meanwhile).
+func (d *daemon) tryHistory(q url.Values) ([]eventLine, error) {
+	resp, err := http.Get(d.apiURL("/v0/events", q))
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		b, _ := io.ReadAll(resp.Body)
-		d.t.Fatalf("GET /v0/events?%s: %s %s: %s", q.Encode(), resp.Status, resp.Header.Get("Content-Type"), b)
+		return nil, fmt.Errorf("GET /v0/events?%s: %s %s: %s", q.Encode(), resp.Status, resp.Header.Get("Content-Type"), b)
 	}
 	var out []eventLine
 	sc := bufio.NewScanner(resp.Body)
@@ -56,14 +66,14 @@ func (d *daemon) history(q url.Values) []eventLine {
 	for sc.Scan() {
 		var e eventLine
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			d.t.Fatalf("line %q: %v", sc.Text(), err)
+			return nil, fmt.Errorf("GET /v0/events?%s: line %q: %v", q.Encode(), sc.Text(), err)
 		}
 		out = append(out, e)
 	}
 	if err := sc.Err(); err != nil {
-		d.t.Fatal(err)
+		return nil, fmt.Errorf("GET /v0/events?%s: %w", q.Encode(), err)
 	}
-	return out
+	return out, nil
 }
 
 // sseEvent is one Server-Sent Event.
