@@ -84,6 +84,16 @@ ct_stop() {
 	wait "$1" 2>/dev/null || true
 }
 
+# ct_discard DIR: removes a run's files, or keeps them for debugging
+# (FIREHOSE_E2E_KEEP=1).
+ct_discard() {
+	if [ "${FIREHOSE_E2E_KEEP:-}" = 1 ]; then
+		say "kept $1"
+	else
+		rm -rf "$1"
+	fi
+}
+
 # ct_cleanup: every container stopped (all asked at once, so their power-offs
 # overlap), then every overlay unmounted.
 ct_cleanup() {

@@ -49,11 +49,7 @@ cleanup() {
 	if ip link show "$bridge" >/dev/null 2>&1; then
 		ip link del "$bridge" 2>/dev/null || say "could not remove the bridge $bridge"
 	fi
-	if [ "${FIREHOSE_E2E_KEEP:-}" = 1 ]; then
-		say "kept $work"
-	else
-		rm -rf "$work"
-	fi
+	ct_discard "$work"
 	exit $rc
 }
 trap cleanup EXIT

@@ -60,11 +60,7 @@ work=$(mktemp -d "$cache/run.XXXXXX")
 cleanup() {
 	rc=$?
 	ct_cleanup
-	if [ "${FIREHOSE_E2E_KEEP:-}" = 1 ]; then
-		say "kept $work"
-	else
-		rm -rf "$work"
-	fi
+	ct_discard "$work"
 	exit $rc
 }
 trap cleanup EXIT
